@@ -1,0 +1,40 @@
+# The two commands of the README:  `make dev`  and  `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install tools test lint unit dev cluster-up cluster-down clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok and helm, built from Go modules at
+# pinned versions into ~/.cache/commerce-jobs (cold: ~20 min on 2 cores; warm: nothing to do).
+tools: install
+	$(BIN)/commerce-jobs dev-cluster build
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+test: tools lint
+	$(BIN)/pytest
+
+dev: tools
+	$(BIN)/commerce-jobs dev
+
+cluster-up: tools
+	$(BIN)/commerce-jobs dev-cluster up
+
+cluster-down: install
+	$(BIN)/commerce-jobs dev-cluster down
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

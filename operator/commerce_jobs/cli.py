@@ -1,0 +1,108 @@
+"""The ``commerce-jobs`` command: run the operator, and drive the local development cluster."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from commerce_jobs.devcluster.cluster import ClusterError, LocalCluster
+from commerce_jobs.devcluster.toolchain import Toolchain, ToolchainError
+
+
+def _cluster(args: argparse.Namespace) -> LocalCluster:
+    return LocalCluster(Path(args.directory) if args.directory else None)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from commerce_jobs.runner import run_operator
+
+    return run_operator(
+        namespaces=args.namespace, liveness_endpoint=args.liveness, standalone=args.standalone, verbose=args.verbose
+    )
+
+
+def cmd_dev_cluster(args: argparse.Namespace) -> int:
+    cluster = _cluster(args)
+    if args.action == "build":
+        Toolchain.default().ensure(build=True)
+        return 0
+    if args.action == "up":
+        cluster.up(build=not args.no_build)
+        print(f"control plane ready; export KUBECONFIG={cluster.kubeconfig}")
+        return 0
+    if args.action == "down":
+        cluster.down()
+        print("control plane stopped")
+        return 0
+    status = cluster.status()
+    print(json.dumps(status, indent=2))
+    return 0 if status["running"] else 1
+
+
+def _has_manifests(path: Path) -> bool:
+    return any(path.glob("*.yaml")) if path.is_dir() else path.is_file()
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    """Brings up (or reuses) the local cluster, applies the CRDs and samples, and runs the operator against it."""
+    cluster = _cluster(args)
+    cluster.up(build=True)
+    for path in (Path(p) for p in args.apply):
+        if _has_manifests(path):
+            print(f"applying {path}")
+            result = cluster.kubectl("apply", "--server-side", f"--filename={path}", check=False)
+            sys.stdout.write(result.stdout)
+            if result.returncode != 0:
+                sys.stderr.write(result.stderr)
+                return result.returncode
+    print(f"export KUBECONFIG={cluster.kubeconfig}   # then: kubectl get commercejobs")
+    argv = [sys.executable, "-m", "commerce_jobs", "run", "--standalone", "--all-namespaces"]
+    return subprocess.call(argv, env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="commerce-jobs", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the operator against the cluster of the current kubeconfig")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)")
+    run.add_argument("--liveness", default=None, help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument("--standalone", action="store_true", help="do not coordinate with other operator replicas")
+    run.add_argument("--verbose", action="store_true")
+    run.set_defaults(func=cmd_run)
+
+    dev_cluster = sub.add_parser("dev-cluster", help="the local control plane: build, up, down, status")
+    dev_cluster.add_argument("action", choices=["build", "up", "down", "status"])
+    dev_cluster.add_argument("--directory", help="where the cluster keeps its state (default: ~/.cache/...)")
+    dev_cluster.add_argument("--no-build", action="store_true", help="fail instead of building missing binaries")
+    dev_cluster.set_defaults(func=cmd_dev_cluster)
+
+    dev = sub.add_parser("dev", help="local cluster + CRDs + samples + the operator, in one command")
+    dev.add_argument("--directory", help="where the cluster keeps its state (default: ~/.cache/...)")
+    dev.add_argument(
+        "--apply", action="append", default=["crds", "manifests/samples"], help="manifests to apply before the start"
+    )
+    dev.set_defaults(func=cmd_dev)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ClusterError, ToolchainError) as e:
+        print(f"commerce-jobs: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
