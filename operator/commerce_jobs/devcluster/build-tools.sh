@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the local control plane's binaries from Go modules at the versions pinned in hack/tools.env:
+# Builds the local control plane's binaries from Go modules at the versions pinned in tools.env (beside this script):
 # kube-apiserver, kube-controller-manager, kube-scheduler and kubectl; etcd; kwok; helm.
 #
 # Everything lands under ${COMMERCE_JOBS_CACHE:-~/.cache/commerce-jobs}: one directory per tool and version

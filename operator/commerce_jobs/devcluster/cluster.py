@@ -210,6 +210,8 @@ class LocalCluster:
             "--leader-elect=false",
             "--bind-address=127.0.0.1",
             "--secure-port=0",
+            # Each controller acts as its own ServiceAccount, with the bootstrap roles of a real cluster.
+            "--use-service-account-credentials=true",
             f"--service-account-private-key-file={pki.sa_key}",
             f"--root-ca-file={pki.ca_cert}",
             f"--cluster-signing-cert-file={pki.ca_cert}",

@@ -110,13 +110,14 @@ class PodLogSimulator:
                     timeout_seconds=300,
                 )
                 for event in stream:
-                    obj = event["object"]
                     if event["type"] == "ERROR":
                         resource_version = ""  # 410 Gone: list again
                         break
-                    resource_version = obj.metadata.resource_version
+                    # Bookmarks carry only a resourceVersion, so read it from the raw object.
+                    raw = event.get("raw_object") or {}
+                    resource_version = raw.get("metadata", {}).get("resourceVersion", resource_version)
                     if event["type"] in ("ADDED", "MODIFIED"):
-                        self.handle(obj)
+                        self.handle(event["object"])
             except ApiException as e:
                 if e.status == 410:
                     resource_version = ""
