@@ -41,18 +41,16 @@ class ProcessRecord:
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM, then SIGKILL after the timeout. Never signals a process that is not ours."""
-        if not self.alive():
-            return
-        os.kill(self.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                return
-            _reap(self.pid)
-            time.sleep(0.05)
         if self.alive():
-            os.kill(self.pid, signal.SIGKILL)
-            _reap(self.pid)
+            os.kill(self.pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while self.alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if self.alive():
+                os.kill(self.pid, signal.SIGKILL)
+        # If we started it, it is now our zombie: reap it so that its pid is free again.
+        if _start_ticks(self.pid) == self.start_ticks:
+            _reap(self.pid, timeout)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,11 +60,18 @@ class ProcessRecord:
         return cls(**data)
 
 
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass  # not our child: its own parent (or init) reaps it
+def _reap(pid: int, timeout: float) -> None:
+    # A Go program's main thread can show as a zombie while its other threads still exit; the process can only be
+    # waited for once they are gone, so keep trying for a while.
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return  # not our child: its own parent (or init) reaps it
+        if done:
+            return
+        time.sleep(0.02)
 
 
 def spawn(name: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> ProcessRecord:
