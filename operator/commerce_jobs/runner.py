@@ -27,9 +27,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.connect_timeout = 30
 
 
-def run_operator(
-    namespaces: list[str], liveness_endpoint: str | None, standalone: bool, verbose: bool = False
-) -> int:
+def run_operator(namespaces: list[str], liveness_endpoint: str | None, standalone: bool, verbose: bool = False) -> int:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO)
     try:
         asyncio.run(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from pathlib import Path
+
+import pytest
 
 from commerce_jobs.devcluster.cluster import LocalCluster
 from commerce_jobs.devcluster.toolchain import Toolchain

@@ -171,80 +171,98 @@ class LocalCluster:
     # -- the processes -----------------------------------------------------------------------------------------
     def _control_plane(self, ports: Ports) -> Iterator[tuple[str, list[str]]]:
         tc, pki, d = self.toolchain, self.pki, self.directory
-        yield "etcd", [
-            str(tc.path("etcd")),
-            "--name=dev",
-            f"--data-dir={d / 'etcd'}",
-            f"--listen-client-urls=http://127.0.0.1:{ports.etcd}",
-            f"--advertise-client-urls=http://127.0.0.1:{ports.etcd}",
-            f"--listen-peer-urls=http://127.0.0.1:{ports.etcd_peer}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{ports.etcd_peer}",
-            f"--initial-cluster=dev=http://127.0.0.1:{ports.etcd_peer}",
-            "--listen-metrics-urls=",
-            "--unsafe-no-fsync=true",  # a disposable cluster: speed over durability
-            "--log-level=warn",
-        ]
-        yield "kube-apiserver", [
-            str(tc.path("kube-apiserver")),
-            f"--etcd-servers=http://127.0.0.1:{ports.etcd}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",  # there is no default route to take it from
-            f"--secure-port={ports.apiserver}",
-            f"--tls-cert-file={pki.serving_cert}",
-            f"--tls-private-key-file={pki.serving_key}",
-            f"--client-ca-file={pki.ca_cert}",
-            f"--token-auth-file={pki.token_file}",
-            "--authorization-mode=Node,RBAC",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={pki.sa_pub}",
-            f"--service-account-signing-key-file={pki.sa_key}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--endpoint-reconciler-type=none",  # 127.0.0.1 is not a valid Endpoints address
-            "--allow-privileged=true",
-            "--kubelet-preferred-address-types=InternalIP",  # reach kwok's kubelet API for pods/log
-            "--profiling=false",
-        ]
-        yield "kube-controller-manager", [
-            str(tc.path("kube-controller-manager")),
-            f"--kubeconfig={d / 'kube-controller-manager.kubeconfig'}",
-            "--leader-elect=false",
-            "--bind-address=127.0.0.1",
-            "--secure-port=0",
-            # Each controller acts as its own ServiceAccount, with the bootstrap roles of a real cluster.
-            "--use-service-account-credentials=true",
-            f"--service-account-private-key-file={pki.sa_key}",
-            f"--root-ca-file={pki.ca_cert}",
-            f"--cluster-signing-cert-file={pki.ca_cert}",
-            f"--cluster-signing-key-file={pki.ca_key}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-        ]
-        yield "kube-scheduler", [
-            str(tc.path("kube-scheduler")),
-            f"--kubeconfig={d / 'kube-scheduler.kubeconfig'}",
-            "--leader-elect=false",
-            "--bind-address=127.0.0.1",
-            "--secure-port=0",
-        ]
-        yield "kwok", [
-            str(tc.path("kwok")),
-            f"--kubeconfig={self.kubeconfig}",
-            f"--config={KWOK_STAGES}",
-            "--manage-all-nodes=true",
-            "--node-ip=127.0.0.1",
-            f"--node-name={NODE_NAME}",
-            f"--node-port={ports.kwok}",
-            f"--server-address=127.0.0.1:{ports.kwok}",
-            "--node-lease-duration-seconds=40",
-            f"--cidr={POD_CIDR}",
-            "--enable-crds=Logs,ClusterLogs",
-        ]
-        yield "pod-simulator", [
-            sys.executable,
-            "-m",
-            "commerce_jobs.devcluster.simulation",
-            f"--kubeconfig={self.kubeconfig}",
-            f"--directory={self.pod_logs}",
-        ]
+        yield (
+            "etcd",
+            [
+                str(tc.path("etcd")),
+                "--name=dev",
+                f"--data-dir={d / 'etcd'}",
+                f"--listen-client-urls=http://127.0.0.1:{ports.etcd}",
+                f"--advertise-client-urls=http://127.0.0.1:{ports.etcd}",
+                f"--listen-peer-urls=http://127.0.0.1:{ports.etcd_peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{ports.etcd_peer}",
+                f"--initial-cluster=dev=http://127.0.0.1:{ports.etcd_peer}",
+                "--listen-metrics-urls=",
+                "--unsafe-no-fsync=true",  # a disposable cluster: speed over durability
+                "--log-level=warn",
+            ],
+        )
+        yield (
+            "kube-apiserver",
+            [
+                str(tc.path("kube-apiserver")),
+                f"--etcd-servers=http://127.0.0.1:{ports.etcd}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",  # there is no default route to take it from
+                f"--secure-port={ports.apiserver}",
+                f"--tls-cert-file={pki.serving_cert}",
+                f"--tls-private-key-file={pki.serving_key}",
+                f"--client-ca-file={pki.ca_cert}",
+                f"--token-auth-file={pki.token_file}",
+                "--authorization-mode=Node,RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={pki.sa_pub}",
+                f"--service-account-signing-key-file={pki.sa_key}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--endpoint-reconciler-type=none",  # 127.0.0.1 is not a valid Endpoints address
+                "--allow-privileged=true",
+                "--kubelet-preferred-address-types=InternalIP",  # reach kwok's kubelet API for pods/log
+                "--profiling=false",
+            ],
+        )
+        yield (
+            "kube-controller-manager",
+            [
+                str(tc.path("kube-controller-manager")),
+                f"--kubeconfig={d / 'kube-controller-manager.kubeconfig'}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                "--secure-port=0",
+                # Each controller acts as its own ServiceAccount, with the bootstrap roles of a real cluster.
+                "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={pki.sa_key}",
+                f"--root-ca-file={pki.ca_cert}",
+                f"--cluster-signing-cert-file={pki.ca_cert}",
+                f"--cluster-signing-key-file={pki.ca_key}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+            ],
+        )
+        yield (
+            "kube-scheduler",
+            [
+                str(tc.path("kube-scheduler")),
+                f"--kubeconfig={d / 'kube-scheduler.kubeconfig'}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                "--secure-port=0",
+            ],
+        )
+        yield (
+            "kwok",
+            [
+                str(tc.path("kwok")),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--config={KWOK_STAGES}",
+                "--manage-all-nodes=true",
+                "--node-ip=127.0.0.1",
+                f"--node-name={NODE_NAME}",
+                f"--node-port={ports.kwok}",
+                f"--server-address=127.0.0.1:{ports.kwok}",
+                "--node-lease-duration-seconds=40",
+                f"--cidr={POD_CIDR}",
+                "--enable-crds=Logs,ClusterLogs",
+            ],
+        )
+        yield (
+            "pod-simulator",
+            [
+                sys.executable,
+                "-m",
+                "commerce_jobs.devcluster.simulation",
+                f"--kubeconfig={self.kubeconfig}",
+                f"--directory={self.pod_logs}",
+            ],
+        )
 
     def _wait_apiserver(self, record: ProcessRecord) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
@@ -262,7 +280,8 @@ class LocalCluster:
             ("kube-controller-manager", self.directory / "kube-controller-manager.kubeconfig"),
             ("kube-scheduler", self.directory / "kube-scheduler.kubeconfig"),
         ):
-            config = kubeconfig_for(f"https://127.0.0.1:{ports.apiserver}", self.pki.ca_cert, user, self.pki.token(user))
+            server = f"https://127.0.0.1:{ports.apiserver}"
+            config = kubeconfig_for(server, self.pki.ca_cert, user, self.pki.token(user))
             tmp = path.with_suffix(".tmp")
             tmp.write_text(yaml.safe_dump(config, sort_keys=False))
             os.chmod(tmp, 0o600)

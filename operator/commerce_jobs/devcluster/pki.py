@@ -83,7 +83,8 @@ class Pki:
         _openssl("rsa", "-in", self.sa_key, "-pubout", "-out", self.sa_pub)
         lines = []
         for uid, (name, group) in TOKEN_USERS.items():
-            lines.append(f'{secrets.token_hex(24)},{name},{uid},"{group}"' if group else f"{secrets.token_hex(24)},{name},{uid}")
+            line = f"{secrets.token_hex(24)},{name},{uid}"
+            lines.append(f'{line},"{group}"' if group else line)
         self.token_file.write_text("\n".join(lines) + "\n")
         self.token_file.chmod(0o600)
 
