@@ -33,7 +33,7 @@ def run_operator(namespaces: list[str], liveness_endpoint: str | None, standalon
         asyncio.run(
             kopf.operator(
                 standalone=standalone,
-                namespaces=namespaces or None,
+                namespaces=namespaces,
                 clusterwide=not namespaces,
                 liveness_endpoint=liveness_endpoint,
             )

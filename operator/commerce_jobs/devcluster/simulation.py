@@ -102,7 +102,7 @@ class PodLogSimulator:
                     pods = self.core.list_pod_for_all_namespaces()
                     for pod in pods.items:
                         self.handle(pod)
-                    resource_version = pods.metadata.resource_version
+                    resource_version = (pods.metadata and pods.metadata.resource_version) or ""
                 stream = watch.Watch().stream(
                     self.core.list_pod_for_all_namespaces,
                     resource_version=resource_version,
