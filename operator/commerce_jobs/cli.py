@@ -19,7 +19,11 @@ def _cluster(args: argparse.Namespace) -> LocalCluster:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from commerce_jobs.config import CONFIG_ENV
     from commerce_jobs.runner import run_operator
+
+    if args.config:
+        os.environ[CONFIG_ENV] = args.config
 
     return run_operator(
         namespaces=args.namespace, liveness_endpoint=args.liveness, standalone=args.standalone, verbose=args.verbose
@@ -75,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)")
     run.add_argument("--liveness", default=None, help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
     run.add_argument("--standalone", action="store_true", help="do not coordinate with other operator replicas")
+    run.add_argument("--config", help="the operator's configuration file (YAML; default: $COMMERCE_JOBS_CONFIG)")
     run.add_argument("--verbose", action="store_true")
     run.set_defaults(func=cmd_run)
 

@@ -1,34 +1,69 @@
-"""Runs the kopf operator with the project's settings."""
+"""Runs the kopf operator with the project's settings and its controllers."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 import kopf
+from kubernetes import client, config
 
 import commerce_jobs.handlers  # noqa: F401  (registers the handlers)
+from commerce_jobs.config import OperatorConfig
+from commerce_jobs.controller import CommerceJobController
+from commerce_jobs.handlers.commercejob import MANAGED_BY
+from commerce_jobs.kubeapi import KubeApi
 
-FIELD_MANAGER_PREFIX = "commercejobs.dev"
+PREFIX = "commercejobs.dev"
+WORKERS = 16
+
+
+def api_client() -> client.ApiClient:
+    """In a pod, the ServiceAccount's credentials; elsewhere, the current kubeconfig."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config()
+    else:
+        config.load_kube_config()
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = WORKERS
+    return client.ApiClient(configuration)
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Keep kopf's bookkeeping off the objects: no progress or diff-base annotations, no Events for log lines.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=FIELD_MANAGER_PREFIX)
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=FIELD_MANAGER_PREFIX, key="last-handled-configuration"
+        prefix=PREFIX, key="last-handled-configuration"
     )
     settings.posting.level = logging.WARNING
+    # Only the Jobs that the operator made are streamed to it.
+    settings.watching.label_selectors["batch", "jobs"] = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
     # Watches that go quiet behind a proxy are restarted instead of hanging for ever.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
+    controller = CommerceJobController(KubeApi(api_client()), OperatorConfig.load(), workers=WORKERS)
+    controller.start()
+    memo.controller = controller
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    controller: CommerceJobController | None = memo.get("controller")
+    if controller is not None:
+        await controller.stop()
 
 
 def run_operator(namespaces: list[str], liveness_endpoint: str | None, standalone: bool, verbose: bool = False) -> int:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not verbose:
+        # kopf logs every handled watch event at INFO: thousands of lines an hour that say nothing.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     try:
         asyncio.run(
             kopf.operator(
@@ -36,6 +71,7 @@ def run_operator(namespaces: list[str], liveness_endpoint: str | None, standalon
                 namespaces=namespaces,
                 clusterwide=not namespaces,
                 liveness_endpoint=liveness_endpoint,
+                memo=kopf.Memo(),
             )
         )
     except KeyboardInterrupt:

@@ -1,1 +1,5 @@
-"""kopf handler registration. Each module registers the handlers of one kind and delegates to plain functions."""
+"""kopf handler registration: thin functions that feed the controllers (importing a module registers it)."""
+
+from commerce_jobs.handlers import commercejob
+
+__all__ = ["commercejob"]

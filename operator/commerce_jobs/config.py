@@ -1,0 +1,78 @@
+"""Operator-wide settings: job defaults (the shop's image, console, env ...), queue limits, output size.
+
+Read from a YAML file (the chart mounts it from a ConfigMap), path given by ``--config`` or COMMERCE_JOBS_CONFIG:
+
+    jobDefaults:            # what a CommerceJob leaves out, it takes from here
+      image: registry.example.com/shop:1.2.3
+      consoleCommand: [php, bin/console]
+      workingDir: /var/www/html
+      envFrom: [{secretRef: {name: shop-database}}]
+    queues:
+      default: {maxRunning: 4}
+      imports: {maxRunning: 1}
+    defaultQueueMaxRunning: null    # queues not listed: unlimited
+    outputMaxBytes: 65536
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from commerce_jobs.output import DEFAULT_MAX_BYTES
+
+CONFIG_ENV = "COMMERCE_JOBS_CONFIG"
+
+
+class ConfigError(ValueError):
+    """The operator's configuration file is invalid; the message says where."""
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    job_defaults: dict[str, Any] = field(default_factory=dict)
+    queue_limits: dict[str, int] = field(default_factory=dict)
+    default_queue_limit: int | None = None
+    output_max_bytes: int = DEFAULT_MAX_BYTES
+
+    def queue_limit(self, queue: str) -> int | None:
+        return self.queue_limits.get(queue, self.default_queue_limit)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OperatorConfig:
+        if not isinstance(data, dict):
+            raise ConfigError("the configuration must be a mapping")
+        unknown = set(data) - {"jobDefaults", "queues", "defaultQueueMaxRunning", "outputMaxBytes"}
+        if unknown:
+            raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+        defaults = data.get("jobDefaults") or {}
+        if not isinstance(defaults, dict):
+            raise ConfigError("jobDefaults must be a mapping")
+        limits: dict[str, int] = {}
+        for name, options in (data.get("queues") or {}).items():
+            limit = (options or {}).get("maxRunning")
+            if not isinstance(limit, int) or limit < 1:
+                raise ConfigError(f"queues.{name}.maxRunning must be an integer >= 1")
+            limits[name] = limit
+        default_limit = data.get("defaultQueueMaxRunning")
+        if default_limit is not None and (not isinstance(default_limit, int) or default_limit < 1):
+            raise ConfigError("defaultQueueMaxRunning must be an integer >= 1, or null for no limit")
+        max_bytes = data.get("outputMaxBytes", DEFAULT_MAX_BYTES)
+        if not isinstance(max_bytes, int) or not 1024 <= max_bytes <= 512 * 1024:
+            raise ConfigError("outputMaxBytes must be an integer between 1024 and 524288")
+        return cls(defaults, limits, default_limit, max_bytes)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> OperatorConfig:
+        path = path or os.environ.get(CONFIG_ENV)
+        if not path:
+            return cls()
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"cannot read {path}: {e}") from e
+        return cls.from_dict(data)

@@ -1,0 +1,318 @@
+"""The CommerceJob controller: a cache fed by kopf's watch streams, a work queue of keys, and workers that decide
+(``lifecycle.decide``, pure) and act (``kubeapi``, blocking calls run in threads).
+
+All cache reads and queue admissions happen on the event loop's thread, so two workers can never admit the same
+free queue slot twice; only the API calls leave it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from commerce_jobs import lifecycle
+from commerce_jobs.config import OperatorConfig
+from commerce_jobs.dependents import build_dependent, canceled_tree
+from commerce_jobs.jobbuild import ATTEMPT_LABEL, InvalidSpec, job_manifest
+from commerce_jobs.kubeapi import Conflict, ForeignObject, KubeApi
+from commerce_jobs.lifecycle import AttemptResult, Decision, JobView
+from commerce_jobs.workqueue import WorkQueue
+
+log = logging.getLogger("commerce_jobs.controller")
+
+Key = tuple[str, str]  # (namespace, name) of a CommerceJob
+
+STATE_EVENTS = {
+    lifecycle.FINISHED: ("Normal", "Finished"),
+    lifecycle.FAILED: ("Warning", "Failed"),
+    lifecycle.TERMINATED: ("Warning", "Terminated"),
+    lifecycle.INCOMPLETE: ("Warning", "Incomplete"),
+    lifecycle.CANCELED: ("Normal", "Canceled"),
+}
+
+
+def trim_commercejob(body: dict[str, Any]) -> dict[str, Any]:
+    """What the cache keeps of a CommerceJob: everything but the output, which can be 64 KiB a job."""
+    meta = body.get("metadata") or {}
+    status = {k: v for k, v in (body.get("status") or {}).items() if k != "output"}
+    return {
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp")
+            if k in meta
+        },
+        "spec": dict(body.get("spec") or {}),
+        "status": status,
+    }
+
+
+def job_view(body: dict[str, Any]) -> JobView | None:
+    meta = body.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    try:
+        attempt = int(labels.get(ATTEMPT_LABEL, ""))
+    except ValueError:
+        return None
+    complete = failed = False
+    reason = ""
+    finished_at = None
+    for cond in (body.get("status") or {}).get("conditions") or []:
+        if cond.get("status") != "True":
+            continue
+        if cond.get("type") == "Complete":
+            complete = True
+            finished_at = lifecycle.parse_time((body.get("status") or {}).get("completionTime")) or (
+                lifecycle.parse_time(cond.get("lastTransitionTime"))
+            )
+        elif cond.get("type") == "Failed":
+            failed = True
+            reason = cond.get("reason") or ""
+            finished_at = lifecycle.parse_time(cond.get("lastTransitionTime"))
+    return JobView(
+        name=meta.get("name", ""),
+        attempt=attempt,
+        complete=complete,
+        failed=failed,
+        failure_reason=reason,
+        finished_at=finished_at,
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
+
+
+@dataclass
+class Admission:
+    """Per-queue limits of concurrently running jobs, over every namespace that the operator watches."""
+
+    limits: Callable[[str], int | None]
+
+    @staticmethod
+    def order(cjob: dict[str, Any]) -> tuple[int, str, str]:
+        # Higher priority first, then first come, first served (as JMS: priority, then id).
+        spec = cjob.get("spec") or {}
+        meta = cjob["metadata"]
+        return (-int(spec.get("priority", 0)), meta.get("creationTimestamp", ""), meta["name"])
+
+
+class CommerceJobController:
+    def __init__(self, api: KubeApi, config: OperatorConfig, workers: int = 16) -> None:
+        self.api = api
+        self.config = config
+        self.workers = workers
+        self.cjobs: dict[Key, dict[str, Any]] = {}
+        self.jobs: dict[Key, dict[int, JobView]] = {}
+        self.queue: WorkQueue[Key] = WorkQueue()
+        # Jobs admitted to their queue whose Running state the cache has not seen yet.
+        self.admitted: set[Key] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- fed by the watch handlers --------------------------------------------------------------------------------
+    def observe_commercejob(self, event_type: str | None, body: dict[str, Any]) -> None:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        if event_type == "DELETED":
+            self.cjobs.pop(key, None)
+            self.jobs.pop(key, None)
+            self.admitted.discard(key)
+            self.queue.discard(key)
+            return
+        trimmed = trim_commercejob(body)
+        old = self.cjobs.get(key)
+        if old and _rv(old) == _rv(trimmed):
+            return  # our own write, already in the cache
+        self.cjobs[key] = trimmed
+        self.queue.add(key)
+
+    def observe_job(self, event_type: str | None, body: dict[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        owner = next(
+            (ref.get("name") for ref in meta.get("ownerReferences") or [] if ref.get("kind") == "CommerceJob"), None
+        )
+        view = job_view(body)
+        if not owner or view is None:
+            return
+        key = (meta["namespace"], owner)
+        attempts = self.jobs.setdefault(key, {})
+        if event_type == "DELETED":
+            attempts.pop(view.attempt, None)
+        else:
+            attempts[view.attempt] = view
+        self.queue.add(key)
+
+    # -- workers --------------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._work(), name=f"commercejob-worker-{i}") for i in range(self.workers)]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _work(self) -> None:
+        while True:
+            key = await self.queue.get()
+            try:
+                await self.reconcile(key)
+            except Conflict:
+                self.queue.add_after(key, 0.2)  # the watch brings the newer version; decide again from it
+            except Exception:
+                delay = self.queue.retry(key)
+                log.exception("reconciling %s/%s failed; retrying in %.1fs", *key, delay)
+            else:
+                self.queue.forget(key)
+            finally:
+                self.queue.done(key)
+
+    # -- one reconcile --------------------------------------------------------------------------------------------
+    def _is_admitted(self, key: Key, cjob: dict[str, Any]) -> bool:
+        if key in self.admitted:
+            return True
+        queue = (cjob.get("spec") or {}).get("queue", "default")
+        limit = self.config.queue_limit(queue)
+        if limit is None:
+            return True
+        running = 0
+        waiting: list[tuple[tuple[int, str, str], Key]] = []
+        for other_key, other in self.cjobs.items():
+            spec = other.get("spec") or {}
+            if spec.get("queue", "default") != queue:
+                continue
+            state = (other.get("status") or {}).get("state")
+            if state == lifecycle.RUNNING or other_key in self.admitted:
+                running += 1
+            elif state in (None, lifecycle.PENDING) and not spec.get("cancel"):
+                waiting.append((Admission.order(other), other_key))
+        free = limit - running
+        if free <= 0:
+            return False
+        waiting.sort()
+        return key in {k for _, k in waiting[:free]}
+
+    def _wake_queue(self, queue: str) -> None:
+        """A slot of this queue became free: let the jobs waiting for one decide again."""
+        for key, other in self.cjobs.items():
+            spec = other.get("spec") or {}
+            if spec.get("queue", "default") == queue and (other.get("status") or {}).get("state") in (None, "Pending"):
+                self.queue.add(key)
+
+    async def reconcile(self, key: Key) -> None:
+        cjob = self.cjobs.get(key)
+        if cjob is None:
+            return
+        now = datetime.now(UTC)
+        jobs = self.jobs.get(key, {})
+        state = (cjob.get("status") or {}).get("state")
+        if state == lifecycle.RUNNING or state in lifecycle.FINAL_STATES:
+            self.admitted.discard(key)
+        admitted = self._is_admitted(key, cjob)
+        decision = lifecycle.decide(cjob, jobs, now, admitted)
+        if decision.create_attempt is not None:
+            self.admitted.add(key)
+        try:
+            await self._execute(key, cjob, decision, now)
+        except BaseException:
+            if decision.create_attempt == 1:
+                self.admitted.discard(key)
+            raise
+
+    async def _execute(self, key: Key, cjob: dict[str, Any], decision: Decision, now: datetime) -> None:
+        namespace, name = key
+        if decision.verify_attempt is not None:
+            job_name = self._job_name(cjob, decision.verify_attempt)
+            if job_name and await asyncio.to_thread(self.api.job_exists, namespace, job_name):
+                return  # created, not yet seen by the watch: its event will come
+            decision = lifecycle.vanished(cjob, decision.verify_attempt, now)
+
+        for job_name in decision.delete_jobs:
+            await asyncio.to_thread(self.api.delete_job, namespace, job_name)
+
+        status: dict[str, Any] = dict(decision.status or {})
+        event: tuple[str, str, str] | None = None
+
+        if decision.create_attempt is not None:
+            try:
+                manifest = job_manifest(cjob, decision.create_attempt, self.config)
+            except InvalidSpec as e:
+                status = lifecycle.final_status(
+                    cjob, lifecycle.FAILED, JobView("", decision.create_attempt, failed=True,
+                                                    failure_reason="InvalidSpec"),
+                    AttemptResult(None, "", False), now,
+                )  # fmt: skip
+                status.update(reason="InvalidSpec", message=str(e), attempts=0)
+                status["conditions"][0].update(reason="InvalidSpec", message=str(e))
+                status["dependents"] = canceled_tree(name, (cjob.get("spec") or {}).get("dependingJobs") or [])
+                event = ("Warning", "InvalidSpec", str(e))
+            else:
+                try:
+                    await asyncio.to_thread(self.api.create_job, manifest, cjob["metadata"]["uid"])
+                except ForeignObject as e:
+                    status = {"reason": "NameConflict", "message": str(e)}
+                    event = ("Warning", "NameConflict", str(e))
+                    await self._write(key, cjob, status, event)
+                    raise
+                status["jobName"] = manifest["metadata"]["name"]
+                # Known before the watch reports it, so the next decision does not ask the apiserver again.
+                self.jobs.setdefault(key, {})[decision.create_attempt] = JobView(
+                    status["jobName"], decision.create_attempt
+                )
+                event = ("Normal", "Started", f"attempt {decision.create_attempt}: Job {status['jobName']} created")
+
+        if decision.collect is not None:
+            exit_code, tail = await asyncio.to_thread(
+                self.api.attempt_result, namespace, decision.collect.name, self.config.output_max_bytes
+            )
+            result = AttemptResult(exit_code, tail.text, tail.truncated)
+            if decision.finish:
+                status = lifecycle.final_status(cjob, decision.finish, decision.collect, result, now)
+            elif decision.retry_at:
+                status = lifecycle.retry_status(cjob, decision.collect, result, decision.retry_at, now)
+                event = ("Warning", "RetryScheduled", status["message"])
+
+        if decision.finish == lifecycle.FINISHED:
+            items = (cjob.get("spec") or {}).get("dependingJobs") or []
+            # Dependents first, status second: a crash in between re-runs this step, and their fixed names make
+            # the second creation a no-op, so each dependent is created exactly once.
+            for item in items:
+                await asyncio.to_thread(self.api.create_commercejob, build_dependent(cjob, item))
+            status["dependents"] = [
+                {"name": build_dependent(cjob, item)["metadata"]["name"], "state": "Created"} for item in items
+            ]
+        elif decision.cancel_dependents:
+            status["dependents"] = canceled_tree(name, (cjob.get("spec") or {}).get("dependingJobs") or [])
+
+        final = status.get("state")
+        if final in STATE_EVENTS and event is None:
+            event_type, reason = STATE_EVENTS[final]
+            event = (event_type, reason, status.get("message", ""))
+
+        if status:
+            await self._write(key, cjob, status, event)
+        if final in lifecycle.FINAL_STATES:
+            self.admitted.discard(key)
+            self._wake_queue((cjob.get("spec") or {}).get("queue", "default"))
+        if decision.requeue_after is not None:
+            self.queue.add_after(key, decision.requeue_after)
+
+    async def _write(
+        self, key: Key, cjob: dict[str, Any], status: dict[str, Any], event: tuple[str, str, str] | None
+    ) -> None:
+        namespace, name = key
+        updated = await asyncio.to_thread(
+            self.api.patch_status, namespace, name, cjob["metadata"]["resourceVersion"], status
+        )
+        # The patch's answer is newer than the cache: keep it, so the next decision starts from it.
+        self.cjobs[key] = trim_commercejob(updated)
+        if event:
+            event_type, reason, message = event
+            await asyncio.to_thread(self.api.post_event, updated, "CommerceJob", reason, message, event_type)
+
+    @staticmethod
+    def _job_name(cjob: dict[str, Any], attempt: int) -> str | None:
+        status = cjob.get("status") or {}
+        return status.get("jobName") if int(status.get("attempts") or 0) == attempt else None
+
+
+def _rv(obj: dict[str, Any]) -> str:
+    return str(obj.get("metadata", {}).get("resourceVersion", ""))

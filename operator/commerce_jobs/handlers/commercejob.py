@@ -1,0 +1,23 @@
+"""Watch handlers: each event only updates the controller's cache and queues the CommerceJob it concerns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from commerce_jobs.controller import CommerceJobController
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "commerce-jobs"}
+
+
+@kopf.on.event("commercejobs.dev", "v1alpha1", "commercejobs")
+def commercejob_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    controller: CommerceJobController = memo.controller
+    controller.observe_commercejob(type, dict(body))
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=MANAGED_BY)
+def job_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    controller: CommerceJobController = memo.controller
+    controller.observe_job(type, dict(body))

@@ -1,0 +1,153 @@
+"""spec -> manifest: the batch/v1 Job that runs one attempt of a CommerceJob (pure, no API calls).
+
+The console command goes into the container as an argv list: ``consoleCommand + [command] + params``. No shell ever
+sees it, so a parameter such as ``$(rm -rf /)`` reaches PHP as exactly those characters.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from typing import Any
+
+from commerce_jobs.config import OperatorConfig
+
+API_VERSION = "commercejobs.dev/v1alpha1"
+CONTAINER = "console"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "commerce-jobs"}
+OWNER_LABEL = "commercejobs.dev/job-name"
+ATTEMPT_LABEL = "commercejobs.dev/attempt"
+DEFAULT_CONSOLE = ["php", "bin/console"]
+MAX_JOB_NAME = 63  # a Job's name becomes a label value of its pods
+
+# The restricted Pod Security Standard: what a job pod gets unless the defaults or the job loosen it.
+RESTRICTED_POD_SECURITY: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+RESTRICTED_CONTAINER_SECURITY: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+# Fields where the job's value replaces the default's as a whole.
+REPLACED_FIELDS = (
+    "image", "consoleCommand", "workingDir", "resources", "serviceAccountName", "nodeSelector", "tolerations",
+    "imagePullSecrets", "imagePullPolicy", "podSecurityContext", "securityContext",
+)  # fmt: skip
+# List fields merged by name: the job's entries override the defaults' entries of the same name.
+MERGED_BY_NAME = ("env", "volumes", "volumeMounts")
+
+
+class InvalidSpec(ValueError):
+    """A CommerceJob that the schema let through but that cannot run; the message tells the user what to fix."""
+
+
+def effective_spec(spec: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """A job's spec over the operator-wide defaults: a job names only what differs."""
+    merged = {k: copy.deepcopy(v) for k, v in defaults.items()}
+    for name in REPLACED_FIELDS:
+        if spec.get(name) not in (None, "", [], {}):
+            merged[name] = copy.deepcopy(spec[name])
+    for name in MERGED_BY_NAME:
+        by_name = {item["name"]: item for item in defaults.get(name) or []}
+        by_name.update({item["name"]: item for item in spec.get(name) or []})
+        if by_name:
+            merged[name] = copy.deepcopy(list(by_name.values()))
+    # envFrom entries have no name: the defaults' come first, so the job's win on duplicate keys (later wins).
+    env_from = list(defaults.get("envFrom") or []) + list(spec.get("envFrom") or [])
+    if env_from:
+        merged["envFrom"] = copy.deepcopy(env_from)
+    for name in ("podAnnotations", "podLabels"):
+        combined = {**(defaults.get(name) or {}), **(spec.get(name) or {})}
+        if combined:
+            merged[name] = combined
+    for name in ("command", "params", "maxRuntimeSeconds"):
+        if name in spec:
+            merged[name] = copy.deepcopy(spec[name])
+    return merged
+
+
+def job_name(cjob_name: str, attempt: int) -> str:
+    """``<commercejob>-<attempt>``; a name too long for a label value is cut and given a stable hash."""
+    suffix = f"-{attempt}"
+    name = cjob_name + suffix
+    if len(name) <= MAX_JOB_NAME:
+        return name
+    digest = hashlib.sha256(cjob_name.encode()).hexdigest()[:8]
+    keep = MAX_JOB_NAME - len(suffix) - len(digest) - 1
+    return f"{cjob_name[:keep].rstrip('-.')}-{digest}{suffix}"
+
+
+def argv(spec: dict[str, Any]) -> list[str]:
+    return [*(spec.get("consoleCommand") or DEFAULT_CONSOLE), spec["command"], *(spec.get("params") or [])]
+
+
+def job_manifest(cjob: dict[str, Any], attempt: int, config: OperatorConfig) -> dict[str, Any]:
+    meta = cjob["metadata"]
+    spec = effective_spec(cjob.get("spec") or {}, config.job_defaults)
+    if not spec.get("image"):
+        raise InvalidSpec("no image: set spec.image, or jobDefaults.image in the operator's configuration")
+    if not spec.get("command"):
+        raise InvalidSpec("no command: set spec.command (or spec.templateRef)")
+    name = job_name(meta["name"], attempt)
+    # Label values are at most 63 characters; the owner's full name is in an annotation and the ownerReference.
+    labels = {**MANAGED_BY, OWNER_LABEL: _label_value(meta["name"]), ATTEMPT_LABEL: str(attempt)}
+
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": spec["image"],
+        "command": argv(spec),
+        "securityContext": {**RESTRICTED_CONTAINER_SECURITY, **(spec.get("securityContext") or {})},
+    }
+    for field_name in ("workingDir", "env", "envFrom", "volumeMounts", "resources", "imagePullPolicy"):
+        if spec.get(field_name):
+            container[field_name] = spec[field_name]
+
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [container],
+        "securityContext": {**RESTRICTED_POD_SECURITY, **(spec.get("podSecurityContext") or {})},
+    }
+    for field_name in ("volumes", "serviceAccountName", "nodeSelector", "tolerations", "imagePullSecrets"):
+        if spec.get(field_name):
+            pod_spec[field_name] = spec[field_name]
+
+    job_spec: dict[str, Any] = {
+        "backoffLimit": 0,  # the operator owns the retries: one Job per attempt
+        "template": {
+            "metadata": {
+                "labels": {**(spec.get("podLabels") or {}), **labels},
+                "annotations": dict(spec.get("podAnnotations") or {}),
+            },
+            "spec": pod_spec,
+        },
+    }
+    if spec.get("maxRuntimeSeconds"):
+        job_spec["activeDeadlineSeconds"] = int(spec["maxRuntimeSeconds"])
+
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "annotations": {"commercejobs.dev/commercejob": meta["name"]},
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "CommerceJob",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": job_spec,
+    }
+
+
+def _label_value(name: str) -> str:
+    if len(name) <= MAX_JOB_NAME:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: MAX_JOB_NAME - len(digest) - 1].rstrip('-.')}-{digest}"

@@ -1,0 +1,142 @@
+"""The operator's calls to the apiserver, each idempotent: a create that finds its object tolerates 409, a delete
+that finds nothing tolerates 404. Blocking (the official client); the controller runs them in threads."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from commerce_jobs.output import DEFAULT_MAX_BYTES, OutputTail, tail_of
+
+GROUP, VERSION, PLURAL = "commercejobs.dev", "v1alpha1", "commercejobs"
+CONTAINER = "console"
+FIELD_MANAGER = "commerce-jobs"
+log = logging.getLogger(__name__)
+
+
+class Conflict(Exception):
+    """The object changed since the cache saw it; reconcile again from the newer version."""
+
+
+class ForeignObject(Exception):
+    """An object with the name that the operator needs exists but is not owned by the expected owner."""
+
+
+class KubeApi:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.core = client.CoreV1Api(api)
+        self.batch = client.BatchV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    # -- batch Jobs ----------------------------------------------------------------------------------------------
+    def create_job(self, manifest: dict[str, Any], owner_uid: str) -> None:
+        namespace = manifest["metadata"]["namespace"]
+        try:
+            self.batch.create_namespaced_job(namespace, manifest, field_manager=FIELD_MANAGER)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+            existing = self.batch.read_namespaced_job(manifest["metadata"]["name"], namespace)
+            owners = {ref.uid for ref in existing.metadata.owner_references or []}
+            if owner_uid not in owners:
+                raise ForeignObject(f"Job {manifest['metadata']['name']} exists and belongs to someone else") from e
+
+    def job_exists(self, namespace: str, name: str) -> bool:
+        try:
+            self.batch.read_namespaced_job(name, namespace)
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+        return True
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        try:
+            # Background: the Job goes at once and the garbage collector removes its pods (kwok lets them go).
+            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    # -- the finished attempt's pod --------------------------------------------------------------------------------
+    def attempt_result(
+        self, namespace: str, job_name: str, max_bytes: int = DEFAULT_MAX_BYTES
+    ) -> tuple[int | None, OutputTail]:
+        """The exit code and the output tail of the newest pod of a Job; (None, empty) when no pod is left."""
+        pods = self.core.list_namespaced_pod(namespace, label_selector=f"batch.kubernetes.io/job-name={job_name}").items
+        if not pods:
+            return None, OutputTail("", False, 0)
+        pod = max(pods, key=lambda p: p.metadata.creation_timestamp or datetime.min.replace(tzinfo=UTC))
+        exit_code = None
+        for cs in (pod.status and pod.status.container_statuses) or []:
+            if cs.name == CONTAINER and cs.state and cs.state.terminated:
+                exit_code = cs.state.terminated.exit_code
+        try:
+            response = self.core.read_namespaced_pod_log(
+                pod.metadata.name, namespace, container=CONTAINER, _preload_content=False
+            )
+        except ApiException as e:
+            if e.status in (400, 404):  # the pod never ran, or is gone
+                return exit_code, OutputTail("", False, 0)
+            raise
+        try:
+            return exit_code, tail_of(response.stream(64 * 1024), max_bytes)
+        finally:
+            response.release_conn()
+
+    # -- CommerceJobs ------------------------------------------------------------------------------------------------
+    def patch_status(self, namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> dict[str, Any]:
+        """A merge patch of the status, conditional on the resourceVersion that the decision was made from."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+        try:
+            result: dict[str, Any] = self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, body, field_manager=FIELD_MANAGER
+            )
+        except ApiException as e:
+            if e.status == 409:
+                raise Conflict(f"{namespace}/{name} changed") from e
+            raise
+        return result
+
+    def create_commercejob(self, manifest: dict[str, Any]) -> None:
+        try:
+            self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, manifest["metadata"]["namespace"], PLURAL, manifest, field_manager=FIELD_MANAGER
+            )
+        except ApiException as e:
+            if e.status != 409:
+                raise
+
+    # -- Events ------------------------------------------------------------------------------------------------------
+    def post_event(self, obj: dict[str, Any], kind: str, reason: str, message: str, event_type: str = "Normal") -> None:
+        """Best effort: an Event that cannot be posted is logged, never retried."""
+        meta = obj["metadata"]
+        now = datetime.now(UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{meta['name'][:200]}.", namespace=meta["namespace"]),
+            involved_object=client.V1ObjectReference(
+                api_version=f"{GROUP}/{VERSION}",
+                kind=kind,
+                name=meta["name"],
+                namespace=meta["namespace"],
+                uid=meta["uid"],
+                resource_version=meta.get("resourceVersion"),
+            ),
+            reason=reason,
+            message=message[:1024],
+            type=event_type,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=client.V1EventSource(component="commerce-jobs"),
+            reporting_component="commercejobs.dev/operator",
+            reporting_instance="commerce-jobs",
+        )
+        try:
+            self.core.create_namespaced_event(meta["namespace"], event)
+        except ApiException as e:
+            log.warning("could not post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], e.reason)

@@ -1,0 +1,254 @@
+"""What to do next for a CommerceJob, decided from what the operator sees: a pure function, no API calls.
+
+The states follow JMSJobQueueBundle: Pending (waiting for its time or its queue), Running (an attempt runs, or a
+retry waits for its backoff: as in JMS, a job stays Running through its retries), and the final states Finished,
+Failed, Terminated (its max runtime was exceeded), Incomplete (its Job vanished under it) and Canceled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+PENDING, RUNNING = "Pending", "Running"
+FINISHED, FAILED, TERMINATED, CANCELED, INCOMPLETE = "Finished", "Failed", "Terminated", "Canceled", "Incomplete"
+FINAL_STATES = frozenset({FINISHED, FAILED, TERMINATED, CANCELED, INCOMPLETE})
+
+MAX_RETRY_BACKOFF = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class JobView:
+    """The part of a batch/v1 Job (one attempt of a CommerceJob) that decisions need."""
+
+    name: str
+    attempt: int
+    complete: bool = False
+    failed: bool = False
+    failure_reason: str = ""  # the Job's Failed condition reason, e.g. DeadlineExceeded or BackoffLimitExceeded
+    finished_at: datetime | None = None
+    deleting: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.complete or self.failed
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """What a finished attempt left behind: read from its pod by the controller."""
+
+    exit_code: int | None
+    output: str
+    output_truncated: bool
+
+
+@dataclass
+class Decision:
+    create_attempt: int | None = None  # create the batch Job of this attempt
+    verify_attempt: int | None = None  # the attempt's Job is not in the cache: ask the apiserver whether it exists
+    delete_jobs: list[str] = field(default_factory=list)
+    finish: str | None = None  # the final state to record, once the attempt's result has been read
+    collect: JobView | None = None  # the finished attempt whose exit code and output to read
+    retry_at: datetime | None = None  # a failed attempt will be retried at this time
+    status: dict[str, Any] | None = None  # a merge patch of the status
+    requeue_after: float | None = None  # look again after this many seconds
+    cancel_dependents: bool = False
+
+
+def retry_backoff(spec: dict[str, Any], failed_attempts: int) -> timedelta:
+    """The wait before the next attempt: retryBackoffSeconds, doubled after each failed attempt, capped."""
+    base = int(spec.get("retryBackoffSeconds", 10))
+    return min(timedelta(seconds=base * 2 ** max(failed_attempts - 1, 0)), MAX_RETRY_BACKOFF)
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def format_time(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def condition(status: str, reason: str, message: str, now: datetime, generation: int | None) -> dict[str, Any]:
+    cond: dict[str, Any] = {
+        "type": "Succeeded",
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": format_time(now),
+    }
+    if generation is not None:
+        cond["observedGeneration"] = generation
+    return cond
+
+
+def _state_patch(
+    cjob: dict[str, Any], state: str, cond_status: str, reason: str, message: str, now: datetime
+) -> dict[str, Any]:
+    generation = cjob.get("metadata", {}).get("generation")
+    current = cjob.get("status") or {}
+    patch: dict[str, Any] = {"state": state, "reason": reason, "message": message}
+    old = next((c for c in current.get("conditions") or [] if c.get("type") == "Succeeded"), None)
+    cond = condition(cond_status, reason, message, now, generation)
+    if old and old.get("status") == cond_status:
+        cond["lastTransitionTime"] = old.get("lastTransitionTime", cond["lastTransitionTime"])
+    patch["conditions"] = [cond]
+    if generation is not None:
+        patch["observedGeneration"] = generation
+    return patch
+
+
+def _unchanged(cjob: dict[str, Any], state: str, reason: str) -> bool:
+    status = cjob.get("status") or {}
+    return bool(status.get("state") == state and status.get("reason") == reason)
+
+
+def duration(start: datetime | None, end: datetime) -> str:
+    if start is None:
+        return ""
+    seconds = max(int((end - start).total_seconds()), 0)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+def decide(cjob: dict[str, Any], jobs: dict[int, JobView], now: datetime, admitted: bool) -> Decision:
+    """The next step for a CommerceJob.
+
+    ``jobs`` holds its batch Jobs by attempt, as far as the cache knows them; ``admitted`` says whether its queue
+    has room for it (only asked about for a job that has not started).
+    """
+    spec = cjob.get("spec") or {}
+    status = cjob.get("status") or {}
+    state = status.get("state") or PENDING
+    if state in FINAL_STATES:
+        return Decision()
+    attempts = int(status.get("attempts") or 0)
+    started = parse_time(status.get("startTime"))
+
+    if spec.get("cancel"):
+        live = [j.name for j in jobs.values() if not j.deleting and not j.finished]
+        message = "canceled while running; its Job was deleted" if live else "canceled before it started"
+        patch = _state_patch(cjob, CANCELED, "False", "Canceled", message, now)
+        patch["completionTime"] = format_time(now)
+        if started:
+            patch["duration"] = duration(started, now)
+        return Decision(delete_jobs=live, status=patch, cancel_dependents=True)
+
+    if attempts == 0:
+        execute_after = parse_time(spec.get("executeAfter"))
+        if execute_after and now < execute_after:
+            message = f"waits until {format_time(execute_after)} (executeAfter)"
+            patch = None if _unchanged(cjob, PENDING, "Scheduled") else _state_patch(
+                cjob, PENDING, "Unknown", "Scheduled", message, now
+            )  # fmt: skip
+            return Decision(status=patch, requeue_after=(execute_after - now).total_seconds())
+        if not admitted:
+            queue = spec.get("queue", "default")
+            message = f"waits for a free slot in queue {queue!r}"
+            patch = None if _unchanged(cjob, PENDING, "Queued") else _state_patch(
+                cjob, PENDING, "Unknown", "Queued", message, now
+            )  # fmt: skip
+            return Decision(status=patch)
+        return _start(cjob, 1, now)
+
+    current = jobs.get(attempts)
+    if current is None:
+        return Decision(verify_attempt=attempts)
+    if not current.finished:
+        return Decision()
+    if current.complete:
+        return Decision(collect=current, finish=FINISHED)
+
+    final = TERMINATED if current.failure_reason == "DeadlineExceeded" else FAILED
+    return _after_failure(cjob, current, final, now)
+
+
+def _after_failure(cjob: dict[str, Any], attempt: JobView, final: str, now: datetime) -> Decision:
+    """A failed, terminated or vanished attempt: retry while retries are left, else record the final state."""
+    spec = cjob.get("spec") or {}
+    status = cjob.get("status") or {}
+    attempts = int(status.get("attempts") or 0)
+    if attempts > int(spec.get("maxRetries", 0)):
+        return Decision(collect=attempt, finish=final, cancel_dependents=True)
+    retry_at = (attempt.finished_at or now) + retry_backoff(spec, attempts)
+    if now >= retry_at:
+        return _start(cjob, attempts + 1, now)
+    wait = (retry_at - now).total_seconds()
+    if status.get("reason") == "RetryBackoff":  # this attempt's failure is already recorded
+        return Decision(requeue_after=wait)
+    return Decision(collect=attempt, retry_at=retry_at, requeue_after=wait)
+
+
+def vanished(cjob: dict[str, Any], attempt: int, now: datetime) -> Decision:
+    """The attempt's Job is gone though it never finished (someone deleted it): the job is Incomplete."""
+    view = JobView(name="", attempt=attempt, failed=True, failure_reason="JobDeleted", finished_at=now)
+    return _after_failure(cjob, view, INCOMPLETE, now)
+
+
+def _start(cjob: dict[str, Any], attempt: int, now: datetime) -> Decision:
+    status = cjob.get("status") or {}
+    first = attempt == 1
+    message = "started" if first else f"retry: attempt {attempt} started"
+    patch = _state_patch(cjob, RUNNING, "Unknown", "Running", message, now)
+    patch["attempts"] = attempt
+    if first or not status.get("startTime"):
+        patch["startTime"] = format_time(now)
+    return Decision(create_attempt=attempt, status=patch)
+
+
+def retry_status(
+    cjob: dict[str, Any], attempt: JobView, result: AttemptResult, retry_at: datetime, now: datetime
+) -> dict[str, Any]:
+    """Status while a retry waits for its backoff: still Running, as in JMS."""
+    attempts = int((cjob.get("status") or {}).get("attempts") or 0)
+    exit_text = f"exit code {result.exit_code}" if result.exit_code is not None else attempt.failure_reason
+    message = f"attempt {attempts} failed ({exit_text}); next attempt at {format_time(retry_at)}"
+    patch = _state_patch(cjob, RUNNING, "Unknown", "RetryBackoff", message, now)
+    patch.update(exitCode=result.exit_code, output=result.output, outputTruncated=result.output_truncated)
+    return patch
+
+
+FINAL_REASONS = {
+    FINISHED: ("True", "Completed"),
+    FAILED: ("False", "Failed"),
+    TERMINATED: ("False", "MaxRuntimeExceeded"),
+    INCOMPLETE: ("False", "JobDeleted"),
+}
+
+
+def final_status(
+    cjob: dict[str, Any], final: str, attempt: JobView, result: AttemptResult, now: datetime
+) -> dict[str, Any]:
+    spec = cjob.get("spec") or {}
+    status = cjob.get("status") or {}
+    cond_status, reason = FINAL_REASONS[final]
+    attempts = int(status.get("attempts") or 0)
+    tries = f" after {attempts} attempts" if attempts > 1 else ""
+    if final == FINISHED:
+        message = f"{spec.get('command', '')} succeeded{tries}"
+    elif final == TERMINATED:
+        message = f"exceeded its max runtime of {spec.get('maxRuntimeSeconds')}s and was stopped{tries}"
+    elif final == INCOMPLETE:
+        message = f"its Job {attempt.name or 'of attempt ' + str(attempts)} was deleted before it finished{tries}"
+    else:
+        code = f"exit code {result.exit_code}" if result.exit_code is not None else attempt.failure_reason
+        message = f"{spec.get('command', '')} failed with {code}{tries}"
+    patch = _state_patch(cjob, final, cond_status, reason, message, now)
+    end = attempt.finished_at or now
+    patch.update(
+        completionTime=format_time(end),
+        duration=duration(parse_time(status.get("startTime")), end),
+        exitCode=result.exit_code,
+        output=result.output,
+        outputTruncated=result.output_truncated,
+    )
+    return patch
