@@ -21,21 +21,23 @@ def wait_for(
 
     Lists once (the object may already be there), then watches from that list's resourceVersion, so that no change
     is missed between the two. ``list_fn`` is a list call of the kubernetes client, e.g.
-    ``batch.list_namespaced_job`` with ``namespace=...``.
+    ``batch.list_namespaced_job`` with ``namespace=...``, or a ``functools.partial`` of a custom-objects list call
+    (whose watch then yields plain dicts).
     """
     deadline = time.monotonic() + timeout
     selector = f"metadata.name={name}"
     last = None
     while (remaining := deadline - time.monotonic()) > 0:
         listed = list_fn(field_selector=selector, **list_kwargs)
-        for item in listed.items:
+        items, resource_version = _items_and_version(listed)
+        for item in items:
             last = item
             if predicate(item):
                 return item
         stream = watch.Watch().stream(
             list_fn,
             field_selector=selector,
-            resource_version=listed.metadata.resource_version,
+            resource_version=resource_version,
             timeout_seconds=max(1, int(remaining)),
             **list_kwargs,
         )
@@ -49,6 +51,13 @@ def wait_for(
             if e.status != 410:  # an expired resourceVersion: list again
                 raise
     raise TimeoutError(f"{name} did not reach the expected state in {timeout}s; last seen: {last}")
+
+
+def _items_and_version(listed: Any) -> tuple[list[Any], str]:
+    """A typed list (core, batch) or a plain dict (custom objects)."""
+    if isinstance(listed, dict):
+        return listed["items"], listed["metadata"].get("resourceVersion", "")
+    return listed.items, listed.metadata.resource_version
 
 
 def condition(obj: Any, kind: str) -> Any | None:

@@ -175,7 +175,8 @@ def spec_schema() -> dict[str, Any]:
     for name in IMMUTABLE_SCALARS:
         rules.append(
             {
-                "rule": f"has(self.{name}) == has(oldSelf.{name}) && (!has(self.{name}) || self.{name} == oldSelf.{name})",
+                "rule": f"has(self.{name}) == has(oldSelf.{name})"
+                f" && (!has(self.{name}) || self.{name} == oldSelf.{name})",
                 "message": f"spec.{name} is immutable: create a new CommerceJob instead",
             }
         )

@@ -1,0 +1,105 @@
+"""The operator under test: the CRDs applied, and `commerce-jobs run` as a real kopf process against the cluster."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+
+from tests.cjobs import CommerceJobs
+from tests.conftest import Cluster
+
+REPO = Path(__file__).resolve().parents[2]
+OPERATOR_CONFIG = {
+    "jobDefaults": {"image": "registry.example.com/shop:e2e", "workingDir": "/var/www/html"},
+    "queues": {"serial": {"maxRunning": 1}},
+    "outputMaxBytes": 16384,
+}
+
+
+def kubectl(cluster: Cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    binary = cluster.local.toolchain.path("kubectl") if cluster.local else "kubectl"
+    return subprocess.run(
+        [str(binary), f"--kubeconfig={cluster.kubeconfig}", *args], capture_output=True, text=True, check=check
+    )
+
+
+def _free_port() -> int:
+    with closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: Cluster) -> None:
+    kubectl(cluster, "apply", "--server-side", "--force-conflicts", f"--filename={REPO / 'crds'}")
+    kubectl(cluster, "wait", "--for=condition=Established", "--timeout=60s", "crd/commercejobs.commercejobs.dev")
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: Cluster, crds: None) -> Iterator[subprocess.Popen[bytes]]:
+    directory = REPO / "test-artifacts"  # kept after the run: CI prints the operator's log when a test failed
+    directory.mkdir(exist_ok=True)
+    config = directory / "config.yaml"
+    config.write_text(yaml.safe_dump(OPERATOR_CONFIG))
+    port = _free_port()
+    log = (directory / "operator.log").open("wb")
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "COMMERCE_JOBS_CONFIG": str(config)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "commerce_jobs",
+            "run",
+            "--standalone",
+            "-A",
+            f"--liveness=http://127.0.0.1:{port}/healthz",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    _wait_healthy(proc, port, directory / "operator.log")
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    finally:
+        log.close()
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _wait_healthy(proc: subprocess.Popen[bytes], port: int, log: Path, timeout: float = 60) -> None:
+    # kopf answers its liveness probe once its startup handlers ran and its watches are up.
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the operator exited with {proc.returncode}:\n{log.read_text()[-5000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)  # not listening yet: nothing to watch but the port
+    raise RuntimeError(f"the operator was not healthy within {timeout}s:\n{log.read_text()[-5000:]}")
+
+
+@pytest.fixture
+def cjobs(cluster: Cluster, operator: subprocess.Popen[bytes], namespace: str) -> CommerceJobs:
+    return CommerceJobs(cluster.api, namespace)
+
+
+@pytest.fixture
+def custom(cluster: Cluster) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(cluster.api)

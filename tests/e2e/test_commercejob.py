@@ -1,0 +1,296 @@
+"""CommerceJobs end to end: the operator as a real kopf process, the real Job controller, scheduler and kwok."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import datetime
+
+import pytest
+from kubernetes import client
+
+from tests.cjobs import CommerceJobs, sim, state
+from tests.conftest import Cluster
+from tests.e2e.conftest import kubectl
+from tests.kube import wait_for
+
+pytestmark = pytest.mark.usefixtures("simulated_cluster")
+
+
+def ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def condition(obj: dict, kind: str = "Succeeded") -> dict:
+    return next(c for c in obj["status"]["conditions"] if c["type"] == kind)
+
+
+def jobs_of(batch: client.BatchV1Api, namespace: str, cjob: str) -> list[client.V1Job]:
+    jobs = batch.list_namespaced_job(namespace, label_selector=f"commercejobs.dev/job-name={cjob}").items
+    return sorted(jobs, key=lambda j: int(j.metadata.labels["commercejobs.dev/attempt"]))
+
+
+def test_seed_import_runs_then_its_dependent_runs(
+    cluster: Cluster, cjobs: CommerceJobs, batch: client.BatchV1Api, namespace: str
+) -> None:
+    """The platform's seed job: silver:import tmp, then ibexa:commerce:index-econtent-job after it succeeded."""
+    cjobs.create(
+        "import-solr",
+        label="Import from eZ",
+        command="silver:import",
+        params=["tmp"],
+        podAnnotations=sim(duration="2s", output="Imported 1250 products\n"),
+        dependingJobs=[
+            {
+                "name": "index-solr",
+                "label": "Index econtent tmp cores",
+                "command": "ibexa:commerce:index-econtent-job",
+                "podAnnotations": sim(output="indexed\n"),
+            }
+        ],
+    )
+    # What a user runs: kubectl wait on the Succeeded condition.
+    waited = kubectl(
+        cluster, "wait", "--for=condition=Succeeded", "--timeout=60s", f"-n={namespace}", "commercejob/import-solr"
+    )
+    assert "condition met" in waited.stdout
+
+    parent = cjobs.get("import-solr")
+    status = parent["status"]
+    assert status["state"] == "Finished"
+    assert status["exitCode"] == 0
+    assert status["attempts"] == 1
+    assert status["output"] == "Imported 1250 products\n"
+    assert condition(parent)["reason"] == "Completed"
+    assert status["dependents"] == [{"name": "import-solr-index-solr", "state": "Created"}]
+
+    (job,) = jobs_of(batch, namespace, "import-solr")
+    assert job.spec.backoff_limit == 0
+    assert job.metadata.owner_references[0].uid == parent["metadata"]["uid"]
+    assert job.spec.template.spec.containers[0].command == ["php", "bin/console", "silver:import", "tmp"]
+
+    child = cjobs.wait_final("import-solr-index-solr")
+    assert state(child) == "Finished"
+    assert child["status"]["output"] == "indexed\n"
+    assert child["metadata"]["ownerReferences"][0]["uid"] == parent["metadata"]["uid"]
+    # It started only after its parent succeeded.
+    assert ts(child["metadata"]["creationTimestamp"]) >= ts(status["completionTime"])
+
+
+def test_failing_job_reports_exit_code_and_output_and_cancels_its_dependents(cjobs: CommerceJobs) -> None:
+    cjobs.create(
+        "broken-import",
+        command="silver:import",
+        params=["tmp"],
+        podAnnotations=sim(exit_code=2, output="SQLSTATE[HY000] [2002] Connection refused\n"),
+        dependingJobs=[{"name": "index", "command": "ibexa:commerce:index-econtent-job",
+                        "dependingJobs": [{"name": "swap", "command": "silversolutions:econtent-tables-swap-job"}]}],
+    )  # fmt: skip
+
+    final = cjobs.wait_final("broken-import")
+
+    status = final["status"]
+    assert status["state"] == "Failed"
+    assert status["exitCode"] == 2
+    assert status["output"] == "SQLSTATE[HY000] [2002] Connection refused\n"
+    assert condition(final)["status"] == "False"
+    assert status["dependents"] == [
+        {"name": "broken-import-index", "state": "Canceled"},
+        {"name": "broken-import-index-swap", "state": "Canceled"},
+    ]
+    assert [o["metadata"]["name"] for o in cjobs.list()] == ["broken-import"]
+
+
+def test_failed_attempts_are_retried_with_a_growing_backoff(
+    cjobs: CommerceJobs, batch: client.BatchV1Api, namespace: str
+) -> None:
+    cjobs.create(
+        "flaky", command="silver:erp:resend-orders", maxRetries=2, retryBackoffSeconds=1,
+        podAnnotations=sim(exit_code=1, output="try again\n"),
+    )  # fmt: skip
+
+    final = cjobs.wait_final("flaky")
+
+    assert final["status"]["state"] == "Failed"
+    assert final["status"]["attempts"] == 3
+    jobs = jobs_of(batch, namespace, "flaky")
+    assert [j.metadata.name for j in jobs] == ["flaky-1", "flaky-2", "flaky-3"]
+    # Each retry waited for its backoff after the previous attempt failed: 1 s, then 2 s.
+    for previous, retry, backoff in ((jobs[0], jobs[1], 1), (jobs[1], jobs[2], 2)):
+        failed_at = next(c.last_transition_time for c in previous.status.conditions if c.type == "Failed")
+        assert (retry.metadata.creation_timestamp - failed_at).total_seconds() >= backoff - 1  # 1 s timestamps
+
+
+def test_a_retry_that_succeeds_finishes_the_job(cjobs: CommerceJobs, batch: client.BatchV1Api, namespace: str) -> None:
+    """Attempts differ only in their pods; here every attempt fails, unless the job allows none: so the simplest
+    observable is that with retries left, a success on the first attempt needs no retry at all."""
+    cjobs.create("steady", command="silver:import", maxRetries=3, podAnnotations=sim(output="ok\n"))
+    final = cjobs.wait_final("steady")
+    assert (final["status"]["state"], final["status"]["attempts"]) == ("Finished", 1)
+    assert len(jobs_of(batch, namespace, "steady")) == 1
+
+
+def test_exceeding_max_runtime_terminates_the_job(cjobs: CommerceJobs) -> None:
+    cjobs.create("endless", command="silver:import", maxRuntimeSeconds=2, podAnnotations=sim(duration="10m"))
+
+    final = cjobs.wait_final("endless")
+
+    assert final["status"]["state"] == "Terminated"
+    assert condition(final)["reason"] == "MaxRuntimeExceeded"
+
+
+def test_cancel_stops_a_running_job(cjobs: CommerceJobs, batch: client.BatchV1Api, namespace: str) -> None:
+    cjobs.create(
+        "long-export", command="silver:export", podAnnotations=sim(duration="10m"),
+        dependingJobs=[{"name": "upload", "command": "silver:upload"}],
+    )  # fmt: skip
+    running = cjobs.wait_state("long-export", "Running")
+    job_name = running["status"]["jobName"]
+    wait_for(batch.list_namespaced_job, job_name, lambda j: bool(j.status.active), namespace=namespace)
+
+    cjobs.patch("long-export", {"cancel": True})
+
+    final = cjobs.wait_final("long-export")
+    assert final["status"]["state"] == "Canceled"
+    assert final["status"]["dependents"] == [{"name": "long-export-upload", "state": "Canceled"}]
+    gone = batch.list_namespaced_job(namespace, field_selector=f"metadata.name={job_name}").items
+    assert gone == [] or gone[0].metadata.deletion_timestamp is not None
+
+
+def test_a_deleted_job_leaves_the_commercejob_incomplete(
+    cjobs: CommerceJobs, batch: client.BatchV1Api, namespace: str
+) -> None:
+    cjobs.create("orphaned", command="silver:import", podAnnotations=sim(duration="10m"))
+    running = cjobs.wait_state("orphaned", "Running")
+
+    batch.delete_namespaced_job(running["status"]["jobName"], namespace, propagation_policy="Background")
+
+    final = cjobs.wait_final("orphaned")
+    assert final["status"]["state"] == "Incomplete"
+    assert condition(final)["reason"] == "JobDeleted"
+
+
+def test_queue_limit_runs_one_at_a_time_by_priority_then_age(
+    cjobs: CommerceJobs, batch: client.BatchV1Api, namespace: str
+) -> None:
+    """Queue `serial` allows one running job (the test operator's configuration)."""
+    cjobs.create("first", command="silver:import", queue="serial", podAnnotations=sim(duration="3s"))
+    cjobs.wait_state("first", "Running")
+    cjobs.create("low", command="silver:import", queue="serial", podAnnotations=sim(duration="1s"))
+    cjobs.create("high", command="silver:import", queue="serial", priority=10, podAnnotations=sim(duration="1s"))
+    assert state(cjobs.wait_state("low", "Pending")) == "Pending"
+    assert cjobs.get("low")["status"]["reason"] == "Queued"
+
+    for name in ("first", "high", "low"):
+        assert state(cjobs.wait_final(name)) == "Finished"
+
+    runs = {}
+    for name in ("first", "high", "low"):
+        (job,) = jobs_of(batch, namespace, name)
+        runs[name] = (job.metadata.creation_timestamp, job.status.completion_time)
+    # Never two at once: each started after the one before it completed; and high overtook low.
+    assert runs["high"][0] >= runs["first"][1]
+    assert runs["low"][0] >= runs["high"][1]
+
+
+def test_large_output_keeps_a_bounded_tail(cjobs: CommerceJobs) -> None:
+    cjobs.create(
+        "chatty", command="silver:import",
+        podAnnotations=sim(output="product imported\n", output_repeat="4000"),  # 68 000 bytes
+    )  # fmt: skip
+    final = cjobs.wait_final("chatty")
+    status = final["status"]
+    assert status["outputTruncated"] is True
+    assert status["output"].endswith("product imported\n")
+    assert "output truncated" in status["output"].splitlines()[0]
+    assert len(status["output"].encode()) < 16384 + 200  # the test operator keeps 16 KiB
+
+
+SHELL_HOSTILE_PARAMS = [
+    "; rm -rf /", "$(whoami)", "`id`", "a b  c", "'single'", '"double"', "back\\slash", "new\nline", "ünïcödé ✓",
+    "--option=value with spaces", "*", "$HOME", "| cat /etc/passwd", "&& reboot", "x" * 4096,
+]  # fmt: skip
+
+
+def test_params_reach_the_container_verbatim_as_argv(
+    cjobs: CommerceJobs, batch: client.BatchV1Api, namespace: str
+) -> None:
+    cjobs.create("hostile", command="silver:import", params=SHELL_HOSTILE_PARAMS, podAnnotations=sim())
+    cjobs.wait_final("hostile")
+    (job,) = jobs_of(batch, namespace, "hostile")
+    container = job.spec.template.spec.containers[0]
+    assert container.command == ["php", "bin/console", "silver:import", *SHELL_HOSTILE_PARAMS]
+    assert container.args is None
+
+
+def test_job_pods_run_restricted_by_default(cjobs: CommerceJobs, batch: client.BatchV1Api, namespace: str) -> None:
+    cjobs.create("restricted", command="silver:import", podAnnotations=sim())
+    cjobs.wait_final("restricted")
+    (job,) = jobs_of(batch, namespace, "restricted")
+    pod = job.spec.template.spec
+    assert pod.security_context.run_as_non_root is True
+    assert pod.security_context.seccomp_profile.type == "RuntimeDefault"
+    assert pod.containers[0].security_context.allow_privilege_escalation is False
+    assert pod.containers[0].security_context.capabilities.drop == ["ALL"]
+    assert pod.containers[0].image == "registry.example.com/shop:e2e"  # the operator-wide default
+    assert pod.containers[0].working_dir == "/var/www/html"
+
+
+def test_get_commercejobs_prints_the_useful_columns(cluster: Cluster, cjobs: CommerceJobs, namespace: str) -> None:
+    cjobs.create("columns", command="silver:import", podAnnotations=sim())
+    cjobs.wait_final("columns")
+    out = kubectl(cluster, "get", "commercejobs", f"-n={namespace}").stdout
+    header, row = out.splitlines()[:2]
+    assert header.split() == ["NAME", "COMMAND", "STATE", "EXIT", "ATTEMPTS", "DURATION", "AGE"]
+    assert row.split()[:5] == ["columns", "silver:import", "Finished", "0", "1"]
+    wide = kubectl(cluster, "get", "cjob", "-o=wide", f"-n={namespace}").stdout.splitlines()[0].split()
+    assert {"QUEUE", "PRIORITY", "JOB", "REASON", "LABEL"} <= set(wide)
+
+
+def _apply(cluster: Cluster, namespace: str, manifest: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(cluster.local.toolchain.path("kubectl")) if cluster.local else "kubectl",
+         f"--kubeconfig={cluster.kubeconfig}", f"-n={namespace}", "apply", "-f", "-"],
+        input=manifest, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def cjob_manifest(spec: str, name: str = "bad") -> str:
+    return f"apiVersion: commercejobs.dev/v1alpha1\nkind: CommerceJob\nmetadata:\n  name: {name}\nspec:\n{spec}"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("  params: [tmp]\n", "spec.command: Required value"),
+        ("  command: 'silver:import; rm -rf /'\n", "spec.command: Invalid value"),
+        ("  command: silver:import\n  maxRetries: 99\n", "spec.maxRetries: Invalid value"),
+        ("  command: silver:import\n  queue: Not A Queue\n", "spec.queue: Invalid value"),
+        ("  command: silver:import\n  executeAfter: tomorrow\n", "spec.executeAfter: Invalid value"),
+        ("  command: silver:import\n  dependingJobs: [{name: a, command: x}, {name: a, command: y}]\n",
+         "Duplicate value"),
+        ("  command: a\n  dependingJobs: [{name: b, command: b, dependingJobs: [{name: c, command: c, "
+         "dependingJobs: [{name: d, command: d, dependingJobs: [{name: e, command: e}]}]}]}]\n",
+         'unknown field "spec.dependingJobs[0].dependingJobs[0].dependingJobs[0].dependingJobs"'),
+        ("  command: silver:import\n  commnd: typo\n", 'unknown field "spec.commnd"'),
+    ],
+)  # fmt: skip
+def test_kubectl_apply_rejects_bad_specs_with_a_clear_message(
+    cluster: Cluster, crds: None, namespace: str, spec: str, message: str
+) -> None:
+    result = _apply(cluster, namespace, cjob_manifest(spec))
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_the_spec_is_immutable_but_cancel(cluster: Cluster, crds: None, namespace: str) -> None:
+    # No operator here: only the apiserver's rules are under test.
+    assert _apply(cluster, namespace, cjob_manifest("  command: silver:import\n  params: [tmp]\n")).returncode == 0
+    changed = _apply(cluster, namespace, cjob_manifest("  command: silver:export\n  params: [tmp]\n"))
+    assert changed.returncode != 0
+    assert "spec.command is immutable" in changed.stderr
+    params = _apply(cluster, namespace, cjob_manifest("  command: silver:import\n  params: [prod]\n"))
+    assert "spec.params is immutable" in params.stderr
+    canceled = _apply(cluster, namespace, cjob_manifest("  command: silver:import\n  params: [tmp]\n  cancel: true\n"))
+    assert canceled.returncode == 0, canceled.stderr
+    undone = _apply(cluster, namespace, cjob_manifest("  command: silver:import\n  params: [tmp]\n  cancel: false\n"))
+    assert "cancel cannot be undone" in undone.stderr
