@@ -220,8 +220,8 @@ class CommerceJobController:
     async def _execute(self, key: Key, cjob: dict[str, Any], decision: Decision, now: datetime) -> None:
         namespace, name = key
         if decision.verify_attempt is not None:
-            job_name = self._job_name(cjob, decision.verify_attempt)
-            if job_name and await asyncio.to_thread(self.api.job_exists, namespace, job_name):
+            expected = self._job_name(cjob, decision.verify_attempt)
+            if expected is not None and await asyncio.to_thread(self.api.job_exists, namespace, expected):
                 return  # created, not yet seen by the watch: its event will come
             decision = lifecycle.vanished(cjob, decision.verify_attempt, now)
 

@@ -107,6 +107,13 @@ def _unchanged(cjob: dict[str, Any], state: str, reason: str) -> bool:
     return bool(status.get("state") == state and status.get("reason") == reason)
 
 
+def _pending(cjob: dict[str, Any], reason: str, message: str, now: datetime) -> dict[str, Any] | None:
+    """The patch that marks a job Pending for this reason; None when it already is (no write for nothing)."""
+    if _unchanged(cjob, PENDING, reason):
+        return None
+    return _state_patch(cjob, PENDING, "Unknown", reason, message, now)
+
+
 def duration(start: datetime | None, end: datetime) -> str:
     if start is None:
         return ""
@@ -147,17 +154,11 @@ def decide(cjob: dict[str, Any], jobs: dict[int, JobView], now: datetime, admitt
         execute_after = parse_time(spec.get("executeAfter"))
         if execute_after and now < execute_after:
             message = f"waits until {format_time(execute_after)} (executeAfter)"
-            patch = None if _unchanged(cjob, PENDING, "Scheduled") else _state_patch(
-                cjob, PENDING, "Unknown", "Scheduled", message, now
-            )  # fmt: skip
-            return Decision(status=patch, requeue_after=(execute_after - now).total_seconds())
+            wait = (execute_after - now).total_seconds()
+            return Decision(status=_pending(cjob, "Scheduled", message, now), requeue_after=wait)
         if not admitted:
-            queue = spec.get("queue", "default")
-            message = f"waits for a free slot in queue {queue!r}"
-            patch = None if _unchanged(cjob, PENDING, "Queued") else _state_patch(
-                cjob, PENDING, "Unknown", "Queued", message, now
-            )  # fmt: skip
-            return Decision(status=patch)
+            message = f"waits for a free slot in queue {spec.get('queue', 'default')!r}"
+            return Decision(status=_pending(cjob, "Queued", message, now))
         return _start(cjob, 1, now)
 
     current = jobs.get(attempts)

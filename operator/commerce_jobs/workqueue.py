@@ -57,7 +57,7 @@ class WorkQueue(Generic[K]):
         """Re-adds a key whose processing failed, after an exponential backoff. Returns the delay."""
         failures = self._failures.get(key, 0)
         self._failures[key] = failures + 1
-        delay = min(self._base_delay * 2**failures, self._max_delay)
+        delay = float(min(self._base_delay * 2**failures, self._max_delay))
         self.add_after(key, delay)
         return delay
 

@@ -120,13 +120,21 @@ def test_failed_attempts_are_retried_with_a_growing_backoff(
         assert (retry.metadata.creation_timestamp - failed_at).total_seconds() >= backoff - 1  # 1 s timestamps
 
 
-def test_a_retry_that_succeeds_finishes_the_job(cjobs: CommerceJobs, batch: client.BatchV1Api, namespace: str) -> None:
-    """Attempts differ only in their pods; here every attempt fails, unless the job allows none: so the simplest
-    observable is that with retries left, a success on the first attempt needs no retry at all."""
-    cjobs.create("steady", command="silver:import", maxRetries=3, podAnnotations=sim(output="ok\n"))
-    final = cjobs.wait_final("steady")
-    assert (final["status"]["state"], final["status"]["attempts"]) == ("Finished", 1)
-    assert len(jobs_of(batch, namespace, "steady")) == 1
+def test_a_retry_that_succeeds_finishes_the_job_and_starts_its_dependents_once(
+    cjobs: CommerceJobs, batch: client.BatchV1Api, namespace: str
+) -> None:
+    annotations = sim(exit_code=1, output="attempt output\n", **{"exit-code-attempt-3": "0"})
+    cjobs.create(
+        "third-time-lucky", command="silver:import", maxRetries=5, retryBackoffSeconds=1, podAnnotations=annotations,
+        dependingJobs=[{"name": "index", "command": "ibexa:commerce:index-econtent-job"}],
+    )  # fmt: skip
+
+    final = cjobs.wait_final("third-time-lucky")
+
+    assert (final["status"]["state"], final["status"]["attempts"], final["status"]["exitCode"]) == ("Finished", 3, 0)
+    assert len(jobs_of(batch, namespace, "third-time-lucky")) == 3
+    assert state(cjobs.wait_final("third-time-lucky-index")) == "Finished"
+    assert sorted(o["metadata"]["name"] for o in cjobs.list()) == ["third-time-lucky", "third-time-lucky-index"]
 
 
 def test_exceeding_max_runtime_terminates_the_job(cjobs: CommerceJobs) -> None:

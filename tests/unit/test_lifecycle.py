@@ -1,0 +1,133 @@
+from datetime import UTC, datetime, timedelta
+
+from commerce_jobs import lifecycle
+from commerce_jobs.lifecycle import AttemptResult, JobView, decide
+
+NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
+
+
+def cjob(spec: dict | None = None, **status: object) -> dict:
+    return {
+        "metadata": {"name": "import", "namespace": "shop", "uid": "u1", "generation": 1},
+        "spec": {"command": "silver:import", **(spec or {})},
+        "status": dict(status),
+    }
+
+
+def test_a_new_job_starts_its_first_attempt_when_admitted() -> None:
+    d = decide(cjob(), {}, NOW, admitted=True)
+    assert d.create_attempt == 1
+    assert d.status["state"] == "Running"
+    assert d.status["attempts"] == 1
+    assert d.status["startTime"] == "2026-11-22T12:00:00Z"
+
+
+def test_a_new_job_waits_in_its_queue_when_not_admitted_and_says_so_once() -> None:
+    d = decide(cjob({"queue": "imports"}), {}, NOW, admitted=False)
+    assert d.create_attempt is None
+    assert (d.status["state"], d.status["reason"]) == ("Pending", "Queued")
+    again = decide(cjob({"queue": "imports"}, state="Pending", reason="Queued"), {}, NOW, admitted=False)
+    assert again.status is None  # no write when nothing changed
+
+
+def test_execute_after_delays_the_start_and_wakes_up_on_time() -> None:
+    later = NOW + timedelta(minutes=5)
+    d = decide(cjob({"executeAfter": "2026-11-22T12:05:00Z"}), {}, NOW, admitted=True)
+    assert d.create_attempt is None
+    assert d.status["reason"] == "Scheduled"
+    assert d.requeue_after == 300
+    assert decide(cjob({"executeAfter": "2026-11-22T12:05:00Z"}), {}, later, admitted=True).create_attempt == 1
+
+
+def test_a_running_attempt_needs_nothing() -> None:
+    running = cjob(state="Running", attempts=1, jobName="import-1")
+    assert decide(running, {1: JobView("import-1", 1)}, NOW, admitted=True) == lifecycle.Decision()
+
+
+def test_an_attempt_missing_from_the_cache_is_verified_not_assumed_gone() -> None:
+    d = decide(cjob(state="Running", attempts=1, jobName="import-1"), {}, NOW, admitted=True)
+    assert d.verify_attempt == 1
+    assert d.status is None
+
+
+def test_a_completed_attempt_finishes_the_job() -> None:
+    done = JobView("import-1", 1, complete=True, finished_at=NOW)
+    d = decide(cjob(state="Running", attempts=1), {1: done}, NOW, admitted=True)
+    assert (d.finish, d.collect) == ("Finished", done)
+
+
+def test_a_failed_attempt_with_retries_left_backs_off_then_retries() -> None:
+    failed = JobView("import-1", 1, failed=True, failure_reason="BackoffLimitExceeded", finished_at=NOW)
+    job = cjob(
+        {"maxRetries": 2, "retryBackoffSeconds": 10}, state="Running", attempts=1, startTime="2026-11-22T11:59:00Z"
+    )
+    d = decide(job, {1: failed}, NOW + timedelta(seconds=3), admitted=True)
+    assert d.retry_at == NOW + timedelta(seconds=10)
+    assert d.requeue_after == 7
+    assert d.collect == failed
+    recorded = cjob({"maxRetries": 2, "retryBackoffSeconds": 10}, state="Running", attempts=1, reason="RetryBackoff")
+    assert decide(recorded, {1: failed}, NOW + timedelta(seconds=3), admitted=True).collect is None
+    retry = decide(job, {1: failed}, NOW + timedelta(seconds=10), admitted=True)
+    assert retry.create_attempt == 2
+    assert "startTime" not in retry.status  # the job's start is its first attempt's
+
+
+def test_backoff_doubles_per_attempt_and_is_capped() -> None:
+    spec = {"retryBackoffSeconds": 10}
+    assert [lifecycle.retry_backoff(spec, n).total_seconds() for n in (1, 2, 3)] == [10, 20, 40]
+    assert lifecycle.retry_backoff({"retryBackoffSeconds": 3600}, 10) == lifecycle.MAX_RETRY_BACKOFF
+
+
+def test_the_last_failed_attempt_fails_the_job_and_cancels_dependents() -> None:
+    failed = JobView("import-3", 3, failed=True, failure_reason="BackoffLimitExceeded", finished_at=NOW)
+    d = decide(cjob({"maxRetries": 2}, state="Running", attempts=3), {3: failed}, NOW, admitted=True)
+    assert (d.finish, d.cancel_dependents) == ("Failed", True)
+
+
+def test_a_deadline_exceeded_attempt_terminates_the_job() -> None:
+    failed = JobView("import-1", 1, failed=True, failure_reason="DeadlineExceeded", finished_at=NOW)
+    d = decide(cjob({"maxRuntimeSeconds": 5}, state="Running", attempts=1), {1: failed}, NOW, admitted=True)
+    assert d.finish == "Terminated"
+
+
+def test_cancel_deletes_the_live_job_and_is_final() -> None:
+    live = JobView("import-1", 1)
+    d = decide(cjob({"cancel": True}, state="Running", attempts=1, startTime="2026-11-22T11:59:00Z"), {1: live}, NOW,
+               admitted=True)  # fmt: skip
+    assert d.delete_jobs == ["import-1"]
+    assert d.status["state"] == "Canceled"
+    assert d.status["duration"] == "1m0s"
+    assert d.cancel_dependents
+
+
+def test_final_states_are_final() -> None:
+    for final in lifecycle.FINAL_STATES:
+        assert decide(cjob({"cancel": True}, state=final, attempts=1), {}, NOW, admitted=True) == lifecycle.Decision()
+
+
+def test_a_vanished_job_is_incomplete_or_retried() -> None:
+    assert lifecycle.vanished(cjob(state="Running", attempts=1), 1, NOW).finish == "Incomplete"
+    retried = lifecycle.vanished(cjob({"maxRetries": 1, "retryBackoffSeconds": 1}, state="Running", attempts=1), 1, NOW)
+    assert retried.retry_at == NOW + timedelta(seconds=1)
+
+
+def test_final_status_carries_exit_code_output_duration_and_condition() -> None:
+    job = cjob(state="Running", attempts=2, startTime="2026-11-22T11:58:30Z")
+    attempt = JobView("import-2", 2, failed=True, failure_reason="BackoffLimitExceeded", finished_at=NOW)
+    status = lifecycle.final_status(job, "Failed", attempt, AttemptResult(3, "boom\n", False), NOW)
+    assert status["exitCode"] == 3
+    assert status["output"] == "boom\n"
+    assert status["duration"] == "1m30s"
+    assert status["message"] == "silver:import failed with exit code 3 after 2 attempts"
+    (cond,) = status["conditions"]
+    assert (cond["type"], cond["status"], cond["reason"], cond["observedGeneration"]) == (
+        "Succeeded", "False", "Failed", 1
+    )  # fmt: skip
+
+
+def test_a_condition_keeps_its_transition_time_while_its_status_holds() -> None:
+    earlier = "2026-11-22T11:00:00Z"
+    job = cjob(state="Pending", reason="Scheduled",
+               conditions=[{"type": "Succeeded", "status": "Unknown", "lastTransitionTime": earlier}])  # fmt: skip
+    d = decide(job, {}, NOW, admitted=False)
+    assert d.status["conditions"][0]["lastTransitionTime"] == earlier
