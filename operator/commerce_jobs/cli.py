@@ -26,7 +26,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.environ[CONFIG_ENV] = args.config
 
     return run_operator(
-        namespaces=args.namespace, liveness_endpoint=args.liveness, standalone=args.standalone, verbose=args.verbose
+        namespaces=args.namespace,
+        liveness_endpoint=args.liveness,
+        standalone=args.standalone,
+        verbose=args.verbose,
+        log_format=args.log_format,
     )
 
 
@@ -81,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--standalone", action="store_true", help="do not coordinate with other operator replicas")
     run.add_argument("--config", help="the operator's configuration file (YAML; default: $COMMERCE_JOBS_CONFIG)")
     run.add_argument("--verbose", action="store_true")
+    run.add_argument("--log-format", choices=["plain", "full", "json"], default="full", help="json: one record a line")
     run.set_defaults(func=cmd_run)
 
     dev_cluster = sub.add_parser("dev-cluster", help="the local control plane: build, up, down, status")

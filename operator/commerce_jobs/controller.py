@@ -306,6 +306,7 @@ class CommerceJobController:
         self.cjobs[key] = trim_commercejob(updated)
         if event:
             event_type, reason, message = event
+            log.info("%s/%s: %s: %s", namespace, name, reason, message)
             await asyncio.to_thread(self.api.post_event, updated, "CommerceJob", reason, message, event_type)
 
     @staticmethod

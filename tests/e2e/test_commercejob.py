@@ -30,7 +30,7 @@ def jobs_of(batch: client.BatchV1Api, namespace: str, cjob: str) -> list[client.
 
 
 def test_seed_import_runs_then_its_dependent_runs(
-    cluster: Cluster, cjobs: CommerceJobs, batch: client.BatchV1Api, namespace: str
+    cluster: Cluster, cjobs: CommerceJobs, core: client.CoreV1Api, batch: client.BatchV1Api, namespace: str
 ) -> None:
     """The platform's seed job: silver:import tmp, then ibexa:commerce:index-econtent-job after it succeeded."""
     cjobs.create(
@@ -67,6 +67,9 @@ def test_seed_import_runs_then_its_dependent_runs(
     assert job.spec.backoff_limit == 0
     assert job.metadata.owner_references[0].uid == parent["metadata"]["uid"]
     assert job.spec.template.spec.containers[0].command == ["php", "bin/console", "silver:import", "tmp"]
+
+    events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=import-solr").items
+    assert {"Started", "Finished"} <= {e.reason for e in events}
 
     child = cjobs.wait_final("import-solr-index-solr")
     assert state(child) == "Finished"
