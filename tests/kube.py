@@ -53,6 +53,28 @@ def wait_for(
     raise TimeoutError(f"{name} did not reach the expected state in {timeout}s; last seen: {last}")
 
 
+def wait_deleted(list_fn: Callable[..., Any], name: str, timeout: float = 60, **list_kwargs: Any) -> None:
+    """Returns once the object called ``name`` is gone (it may be gone already)."""
+    deadline = time.monotonic() + timeout
+    selector = f"metadata.name={name}"
+    while (remaining := deadline - time.monotonic()) > 0:
+        items, resource_version = _items_and_version(list_fn(field_selector=selector, **list_kwargs))
+        if not items:
+            return
+        stream = watch.Watch().stream(
+            list_fn, field_selector=selector, resource_version=resource_version,
+            timeout_seconds=max(1, int(remaining)), **list_kwargs,
+        )  # fmt: skip
+        try:
+            for event in stream:
+                if event["type"] == "DELETED":
+                    return
+        except ApiException as e:
+            if e.status != 410:
+                raise
+    raise TimeoutError(f"{name} still exists after {timeout}s")
+
+
 def _items_and_version(listed: Any) -> tuple[list[Any], str]:
     """A typed list (core, batch) or a plain dict (custom objects)."""
     if isinstance(listed, dict):

@@ -12,6 +12,7 @@ Read from a YAML file (the chart mounts it from a ConfigMap), path given by ``--
       imports: {maxRunning: 1}
     defaultQueueMaxRunning: null    # queues not listed: unlimited
     outputMaxBytes: 65536
+    podStartTimeoutSeconds: 300     # a container that cannot start (ImagePullBackOff ...) fails its attempt after this
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class OperatorConfig:
     queue_limits: dict[str, int] = field(default_factory=dict)
     default_queue_limit: int | None = None
     output_max_bytes: int = DEFAULT_MAX_BYTES
+    pod_start_timeout_seconds: int = 300
 
     def queue_limit(self, queue: str) -> int | None:
         return self.queue_limits.get(queue, self.default_queue_limit)
@@ -46,7 +48,13 @@ class OperatorConfig:
     def from_dict(cls, data: dict[str, Any]) -> OperatorConfig:
         if not isinstance(data, dict):
             raise ConfigError("the configuration must be a mapping")
-        unknown = set(data) - {"jobDefaults", "queues", "defaultQueueMaxRunning", "outputMaxBytes"}
+        unknown = set(data) - {
+            "jobDefaults",
+            "queues",
+            "defaultQueueMaxRunning",
+            "outputMaxBytes",
+            "podStartTimeoutSeconds",
+        }
         if unknown:
             raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
         defaults = data.get("jobDefaults") or {}
@@ -64,7 +72,10 @@ class OperatorConfig:
         max_bytes = data.get("outputMaxBytes", DEFAULT_MAX_BYTES)
         if not isinstance(max_bytes, int) or not 1024 <= max_bytes <= 512 * 1024:
             raise ConfigError("outputMaxBytes must be an integer between 1024 and 524288")
-        return cls(defaults, limits, default_limit, max_bytes)
+        start_timeout = data.get("podStartTimeoutSeconds", 300)
+        if not isinstance(start_timeout, int) or start_timeout < 1:
+            raise ConfigError("podStartTimeoutSeconds must be an integer >= 1")
+        return cls(defaults, limits, default_limit, max_bytes, start_timeout)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> OperatorConfig:

@@ -11,20 +11,26 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from commerce_jobs import lifecycle
 from commerce_jobs.config import OperatorConfig
 from commerce_jobs.dependents import build_dependent, canceled_tree
-from commerce_jobs.jobbuild import ATTEMPT_LABEL, InvalidSpec, job_manifest
+from commerce_jobs.jobbuild import ATTEMPT_LABEL, OWNER_LABEL, InvalidSpec, job_manifest
 from commerce_jobs.kubeapi import Conflict, ForeignObject, KubeApi
-from commerce_jobs.lifecycle import AttemptResult, Decision, JobView
+from commerce_jobs.lifecycle import AttemptResult, Decision, JobView, PodProblem
 from commerce_jobs.workqueue import WorkQueue
 
 log = logging.getLogger("commerce_jobs.controller")
 
 Key = tuple[str, str]  # (namespace, name) of a CommerceJob
+
+# Waiting reasons of a container that will not start by itself soon: the pod would wait for ever.
+STUCK_REASONS = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError",
+     "CreateContainerError"}
+)  # fmt: skip
 
 STATE_EVENTS = {
     lifecycle.FINISHED: ("Normal", "Finished"),
@@ -107,6 +113,8 @@ class CommerceJobController:
         self.queue: WorkQueue[Key] = WorkQueue()
         # Jobs admitted to their queue whose Running state the cache has not seen yet.
         self.admitted: set[Key] = set()
+        # Why the container of a job's current attempt cannot start, by job and attempt.
+        self.pod_problems: dict[Key, tuple[int, PodProblem]] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- fed by the watch handlers --------------------------------------------------------------------------------
@@ -115,6 +123,7 @@ class CommerceJobController:
         if event_type == "DELETED":
             self.cjobs.pop(key, None)
             self.jobs.pop(key, None)
+            self.pod_problems.pop(key, None)
             self.admitted.discard(key)
             self.queue.discard(key)
             return
@@ -140,6 +149,35 @@ class CommerceJobController:
         else:
             attempts[view.attempt] = view
         self.queue.add(key)
+
+    def observe_pod(self, event_type: str | None, body: dict[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        owner_label, attempt_label = labels.get(OWNER_LABEL), labels.get(ATTEMPT_LABEL, "")
+        if not owner_label or not attempt_label.isdigit():
+            return
+        key = (meta["namespace"], self._owner_of_pod(meta) or owner_label)
+        attempt = int(attempt_label)
+        problem = None if event_type == "DELETED" else _pod_problem(body)
+        known = self.pod_problems.get(key)
+        if problem is None:
+            if known and known[0] == attempt:
+                del self.pod_problems[key]
+                self.queue.add(key)
+            return
+        if known and known[0] == attempt and known[1].reason == problem.reason:
+            return  # the same trouble as before: keep the time it began
+        since = known[1].since if known and known[0] == attempt else problem.since
+        self.pod_problems[key] = (attempt, PodProblem(problem.reason, problem.message, since))
+        self.queue.add(key)
+
+    def _owner_of_pod(self, meta: dict[str, Any]) -> str | None:
+        # The label holds the CommerceJob's name cut to 63 characters; the Job's ownerReference has it whole.
+        job = next((r.get("name") for r in meta.get("ownerReferences") or [] if r.get("kind") == "Job"), None)
+        for (namespace, owner), attempts in self.jobs.items():
+            if namespace == meta.get("namespace") and any(view.name == job for view in attempts.values()):
+                return owner
+        return None
 
     # -- workers --------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -207,7 +245,11 @@ class CommerceJobController:
         if state == lifecycle.RUNNING or state in lifecycle.FINAL_STATES:
             self.admitted.discard(key)
         admitted = self._is_admitted(key, cjob)
-        decision = lifecycle.decide(cjob, jobs, now, admitted)
+        attempts = int((cjob.get("status") or {}).get("attempts") or 0)
+        known = self.pod_problems.get(key)
+        problem = known[1] if known and known[0] == attempts else None
+        start_timeout = timedelta(seconds=self.config.pod_start_timeout_seconds)
+        decision = lifecycle.decide(cjob, jobs, now, admitted, problem, start_timeout)
         if decision.create_attempt is not None:
             self.admitted.add(key)
         try:
@@ -260,10 +302,9 @@ class CommerceJobController:
                 event = ("Normal", "Started", f"attempt {decision.create_attempt}: Job {status['jobName']} created")
 
         if decision.collect is not None:
-            exit_code, tail = await asyncio.to_thread(
+            result = await asyncio.to_thread(
                 self.api.attempt_result, namespace, decision.collect.name, self.config.output_max_bytes
             )
-            result = AttemptResult(exit_code, tail.text, tail.truncated)
             if decision.finish:
                 status = lifecycle.final_status(cjob, decision.finish, decision.collect, result, now)
             elif decision.retry_at:
@@ -317,3 +358,15 @@ class CommerceJobController:
 
 def _rv(obj: dict[str, Any]) -> str:
     return str(obj.get("metadata", {}).get("resourceVersion", ""))
+
+
+def _pod_problem(body: dict[str, Any]) -> PodProblem | None:
+    status = body.get("status") or {}
+    if status.get("phase") != "Pending":
+        return None
+    for container in status.get("containerStatuses") or []:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in STUCK_REASONS:
+            message = f"container {container.get('name')}: {waiting['reason']}: {waiting.get('message', '')}"
+            return PodProblem(waiting["reason"], message.rstrip(": "), datetime.now(UTC))
+    return None

@@ -232,6 +232,7 @@ def status_schema() -> dict[str, Any]:
             "duration": _string("How long the job ran, e.g. 1m12s.", 64),
             "exitCode": {"type": "integer", "nullable": True},
             "attempts": {"type": "integer", "minimum": 0},
+            "nextAttemptTime": {"type": "string", "format": "date-time", "description": "When a retry starts."},
             "jobName": _string("The batch Job of the current attempt.", 253),
             "dependents": {
                 "type": "array",

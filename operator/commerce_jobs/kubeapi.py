@@ -10,7 +10,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from commerce_jobs.output import DEFAULT_MAX_BYTES, OutputTail, tail_of
+from commerce_jobs.lifecycle import AttemptResult
+from commerce_jobs.output import DEFAULT_MAX_BYTES, tail_of
 
 GROUP, VERSION, PLURAL = "commercejobs.dev", "v1alpha1", "commercejobs"
 CONTAINER = "console"
@@ -63,30 +64,30 @@ class KubeApi:
                 raise
 
     # -- the finished attempt's pod --------------------------------------------------------------------------------
-    def attempt_result(
-        self, namespace: str, job_name: str, max_bytes: int = DEFAULT_MAX_BYTES
-    ) -> tuple[int | None, OutputTail]:
-        """The exit code and the output tail of the newest pod of a Job; (None, empty) when no pod is left."""
+    def attempt_result(self, namespace: str, job_name: str, max_bytes: int = DEFAULT_MAX_BYTES) -> AttemptResult:
+        """The exit code and the output tail of the newest pod of a Job; empty when no pod is left."""
         pods = self.core.list_namespaced_pod(namespace, label_selector=f"batch.kubernetes.io/job-name={job_name}").items
         if not pods:
-            return None, OutputTail("", False, 0)
+            return AttemptResult(None, "", False, "its pod is gone")
         pod = max(pods, key=lambda p: p.metadata.creation_timestamp or datetime.min.replace(tzinfo=UTC))
         exit_code = None
         for cs in (pod.status and pod.status.container_statuses) or []:
             if cs.name == CONTAINER and cs.state and cs.state.terminated:
                 exit_code = cs.state.terminated.exit_code
+        pod_reason = ": ".join(x for x in (pod.status and (pod.status.reason, pod.status.message)) or () if x)
         try:
             response = self.core.read_namespaced_pod_log(
                 pod.metadata.name, namespace, container=CONTAINER, _preload_content=False
             )
         except ApiException as e:
-            if e.status in (400, 404):  # the pod never ran, or is gone
-                return exit_code, OutputTail("", False, 0)
+            if e.status in (400, 404):  # the container never ran, or the pod is gone
+                return AttemptResult(exit_code, "", False, pod_reason)
             raise
         try:
-            return exit_code, tail_of(response.stream(64 * 1024), max_bytes)
+            tail = tail_of(response.stream(64 * 1024), max_bytes)
         finally:
             response.release_conn()
+        return AttemptResult(exit_code, tail.text, tail.truncated, pod_reason)
 
     # -- CommerceJobs ------------------------------------------------------------------------------------------------
     def patch_status(self, namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> dict[str, Any]:

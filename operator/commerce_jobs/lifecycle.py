@@ -36,12 +36,27 @@ class JobView:
 
 
 @dataclass(frozen=True)
+class PodProblem:
+    """Why the current attempt's container cannot start (ImagePullBackOff, CreateContainerConfigError ...)."""
+
+    reason: str
+    message: str
+    since: datetime
+
+
+@dataclass(frozen=True)
 class AttemptResult:
     """What a finished attempt left behind: read from its pod by the controller."""
 
     exit_code: int | None
     output: str
     output_truncated: bool
+    pod_reason: str = ""  # why the pod ended without an exit code, e.g. Evicted
+
+    def failure(self, attempt: JobView) -> str:
+        if self.exit_code is not None:
+            return f"exit code {self.exit_code}"
+        return self.pod_reason or attempt.failure_reason or "an unknown failure"
 
 
 @dataclass
@@ -127,11 +142,19 @@ def duration(start: datetime | None, end: datetime) -> str:
     return f"{secs}s"
 
 
-def decide(cjob: dict[str, Any], jobs: dict[int, JobView], now: datetime, admitted: bool) -> Decision:
+def decide(
+    cjob: dict[str, Any],
+    jobs: dict[int, JobView],
+    now: datetime,
+    admitted: bool,
+    problem: PodProblem | None = None,
+    start_timeout: timedelta = timedelta(minutes=5),
+) -> Decision:
     """The next step for a CommerceJob.
 
     ``jobs`` holds its batch Jobs by attempt, as far as the cache knows them; ``admitted`` says whether its queue
-    has room for it (only asked about for a job that has not started).
+    has room for it (only asked about for a job that has not started); ``problem`` is why the current attempt's
+    container cannot start, if it cannot: after ``start_timeout`` of that, the attempt fails.
     """
     spec = cjob.get("spec") or {}
     status = cjob.get("status") or {}
@@ -165,12 +188,31 @@ def decide(cjob: dict[str, Any], jobs: dict[int, JobView], now: datetime, admitt
     if current is None:
         return Decision(verify_attempt=attempts)
     if not current.finished:
-        return Decision()
+        return _while_running(cjob, current, now, problem, start_timeout)
     if current.complete:
         return Decision(collect=current, finish=FINISHED)
 
     final = TERMINATED if current.failure_reason == "DeadlineExceeded" else FAILED
     return _after_failure(cjob, current, final, now)
+
+
+def _while_running(
+    cjob: dict[str, Any], current: JobView, now: datetime, problem: PodProblem | None, start_timeout: timedelta
+) -> Decision:
+    if problem is None:
+        return Decision()
+    deadline = problem.since + start_timeout
+    if now >= deadline:
+        # Kubernetes would retry the pull for ever: stop the attempt and let the retry rules decide.
+        failed = JobView(current.name, current.attempt, failed=True, failure_reason=problem.reason, finished_at=now)
+        decision = _after_failure(cjob, failed, FAILED, now)
+        decision.delete_jobs.append(current.name)
+        return decision
+    message = f"{problem.message}; the attempt fails at {format_time(deadline)} unless the container starts"
+    patch = None if _unchanged(cjob, RUNNING, problem.reason) else _state_patch(
+        cjob, RUNNING, "Unknown", problem.reason, message, now
+    )  # fmt: skip
+    return Decision(status=patch, requeue_after=(deadline - now).total_seconds())
 
 
 def _after_failure(cjob: dict[str, Any], attempt: JobView, final: str, now: datetime) -> Decision:
@@ -180,11 +222,14 @@ def _after_failure(cjob: dict[str, Any], attempt: JobView, final: str, now: date
     attempts = int(status.get("attempts") or 0)
     if attempts > int(spec.get("maxRetries", 0)):
         return Decision(collect=attempt, finish=final, cancel_dependents=True)
-    retry_at = (attempt.finished_at or now) + retry_backoff(spec, attempts)
+    recorded = status.get("reason") == "RetryBackoff" and parse_time(status.get("nextAttemptTime"))
+    # Once recorded, the time of the next attempt is the status's: a Job deleted during the backoff, or a restart
+    # of the operator, does not move it.
+    retry_at = recorded or (attempt.finished_at or now) + retry_backoff(spec, attempts)
     if now >= retry_at:
         return _start(cjob, attempts + 1, now)
     wait = (retry_at - now).total_seconds()
-    if status.get("reason") == "RetryBackoff":  # this attempt's failure is already recorded
+    if recorded:
         return Decision(requeue_after=wait)
     return Decision(collect=attempt, retry_at=retry_at, requeue_after=wait)
 
@@ -211,10 +256,14 @@ def retry_status(
 ) -> dict[str, Any]:
     """Status while a retry waits for its backoff: still Running, as in JMS."""
     attempts = int((cjob.get("status") or {}).get("attempts") or 0)
-    exit_text = f"exit code {result.exit_code}" if result.exit_code is not None else attempt.failure_reason
-    message = f"attempt {attempts} failed ({exit_text}); next attempt at {format_time(retry_at)}"
+    message = f"attempt {attempts} failed ({result.failure(attempt)}); next attempt at {format_time(retry_at)}"
     patch = _state_patch(cjob, RUNNING, "Unknown", "RetryBackoff", message, now)
-    patch.update(exitCode=result.exit_code, output=result.output, outputTruncated=result.output_truncated)
+    patch.update(
+        exitCode=result.exit_code,
+        output=result.output,
+        outputTruncated=result.output_truncated,
+        nextAttemptTime=format_time(retry_at),
+    )
     return patch
 
 
@@ -241,8 +290,7 @@ def final_status(
     elif final == INCOMPLETE:
         message = f"its Job {attempt.name or 'of attempt ' + str(attempts)} was deleted before it finished{tries}"
     else:
-        code = f"exit code {result.exit_code}" if result.exit_code is not None else attempt.failure_reason
-        message = f"{spec.get('command', '')} failed with {code}{tries}"
+        message = f"{spec.get('command', '')} failed with {result.failure(attempt)}{tries}"
     patch = _state_patch(cjob, final, cond_status, reason, message, now)
     end = attempt.finished_at or now
     patch.update(

@@ -40,7 +40,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     )
     settings.posting.level = logging.WARNING
     # Only the Jobs that the operator made are streamed to it.
-    settings.watching.label_selectors["batch", "jobs"] = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
+    managed = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
+    settings.watching.label_selectors["batch", "jobs"] = managed
+    settings.watching.label_selectors["v1", "pods"] = managed
     # Watches that go quiet behind a proxy are restarted instead of hanging for ever.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330

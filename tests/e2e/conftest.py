@@ -24,6 +24,7 @@ OPERATOR_CONFIG = {
     "jobDefaults": {"image": "registry.example.com/shop:e2e", "workingDir": "/var/www/html"},
     "queues": {"serial": {"maxRunning": 1}},
     "outputMaxBytes": 16384,
+    "podStartTimeoutSeconds": 3,
 }
 
 

@@ -11,7 +11,7 @@ from kubernetes import client
 from tests.cjobs import CommerceJobs, sim, state
 from tests.conftest import Cluster
 from tests.e2e.conftest import kubectl
-from tests.kube import wait_for
+from tests.kube import wait_deleted, wait_for
 
 pytestmark = pytest.mark.usefixtures("simulated_cluster")
 
@@ -163,8 +163,7 @@ def test_cancel_stops_a_running_job(cjobs: CommerceJobs, batch: client.BatchV1Ap
     final = cjobs.wait_final("long-export")
     assert final["status"]["state"] == "Canceled"
     assert final["status"]["dependents"] == [{"name": "long-export-upload", "state": "Canceled"}]
-    gone = batch.list_namespaced_job(namespace, field_selector=f"metadata.name={job_name}").items
-    assert gone == [] or gone[0].metadata.deletion_timestamp is not None
+    wait_deleted(batch.list_namespaced_job, job_name, namespace=namespace)
 
 
 def test_a_deleted_job_leaves_the_commercejob_incomplete(
@@ -178,6 +177,26 @@ def test_a_deleted_job_leaves_the_commercejob_incomplete(
     final = cjobs.wait_final("orphaned")
     assert final["status"]["state"] == "Incomplete"
     assert condition(final)["reason"] == "JobDeleted"
+
+
+def test_an_image_that_cannot_be_pulled_fails_the_job_with_that_reason(
+    cjobs: CommerceJobs, batch: client.BatchV1Api, namespace: str
+) -> None:
+    """The test operator gives a container 3 s to start (podStartTimeoutSeconds)."""
+    cjobs.create(
+        "no-image", command="silver:import", image="registry.example.com/shop:missing",
+        podAnnotations={"sim.commercejobs.dev/image-pull-error": "manifest for shop:missing not found"},
+    )  # fmt: skip
+    stuck = cjobs.wait("no-image", lambda o: (o.get("status") or {}).get("reason") == "ImagePullBackOff")
+    assert stuck["status"]["state"] == "Running"
+    assert "manifest for shop:missing not found" in stuck["status"]["message"]
+
+    final = cjobs.wait_final("no-image")
+
+    assert final["status"]["state"] == "Failed"
+    assert "ImagePullBackOff" in final["status"]["message"]
+    # The stuck attempt's Job is deleted: no pod keeps pulling for ever.
+    wait_deleted(batch.list_namespaced_job, final["status"]["jobName"], namespace=namespace)
 
 
 def test_queue_limit_runs_one_at_a_time_by_priority_then_age(

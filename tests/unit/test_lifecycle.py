@@ -65,7 +65,13 @@ def test_a_failed_attempt_with_retries_left_backs_off_then_retries() -> None:
     assert d.retry_at == NOW + timedelta(seconds=10)
     assert d.requeue_after == 7
     assert d.collect == failed
-    recorded = cjob({"maxRetries": 2, "retryBackoffSeconds": 10}, state="Running", attempts=1, reason="RetryBackoff")
+    recorded = cjob(
+        {"maxRetries": 2, "retryBackoffSeconds": 10},
+        state="Running",
+        attempts=1,
+        reason="RetryBackoff",
+        nextAttemptTime="2026-11-22T12:00:10Z",
+    )
     assert decide(recorded, {1: failed}, NOW + timedelta(seconds=3), admitted=True).collect is None
     retry = decide(job, {1: failed}, NOW + timedelta(seconds=10), admitted=True)
     assert retry.create_attempt == 2

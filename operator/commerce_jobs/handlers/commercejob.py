@@ -21,3 +21,9 @@ def commercejob_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: A
 def job_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     controller: CommerceJobController = memo.controller
     controller.observe_job(type, dict(body))
+
+
+@kopf.on.event("", "v1", "pods", labels=MANAGED_BY)
+def pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    controller: CommerceJobController = memo.controller
+    controller.observe_pod(type, dict(body))
