@@ -8,7 +8,7 @@ from typing import Any
 
 from kubernetes import client
 
-from tests.kube import wait_for
+from tests.kube import wait_deleted, wait_for
 
 GROUP, VERSION, PLURAL = "commercejobs.dev", "v1alpha1", "commercejobs"
 SIM = "sim.commercejobs.dev/"
@@ -58,6 +58,10 @@ class CommerceJobs:
         list_fn = functools.partial(self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL)
         result: dict[str, Any] = wait_for(list_fn, name, predicate, timeout=timeout)
         return result
+
+    def wait_deleted(self, name: str, timeout: float = 60) -> None:
+        list_fn = functools.partial(self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL)
+        wait_deleted(list_fn, name, timeout=timeout)
 
     def wait_state(self, name: str, *states: str, timeout: float = 90) -> dict[str, Any]:
         return self.wait(name, lambda o: state(o) in states, timeout=timeout)

@@ -73,6 +73,36 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return subprocess.call(argv, env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)})
 
 
+def cmd_clean_up(args: argparse.Namespace) -> int:
+    """The one-shot equivalent of the operator's retention loop (and of jms-job-queue:clean-up)."""
+    from datetime import UTC, datetime
+
+    from commerce_jobs import retention
+    from commerce_jobs.kubeapi import KubeApi
+    from commerce_jobs.runner import api_client
+
+    try:
+        policy = retention.RetentionPolicy(
+            retention.parse_duration(args.max_retention),
+            retention.parse_duration(args.max_retention_succeeded),
+            args.per_call,
+        )
+    except retention.DurationError as e:
+        print(f"commerce-jobs clean-up: {e}", file=sys.stderr)
+        return 2
+    api = KubeApi(api_client())
+    due, _ = retention.plan(api.list_commercejobs(args.namespace), policy, datetime.now(UTC))
+    verb = "would delete" if args.dry_run else "deleted"
+    count = 0
+    for expired in due[: policy.per_call]:
+        meta = expired.root["metadata"]
+        if args.dry_run or api.delete_commercejob(meta["namespace"], meta["name"], meta["uid"]):
+            count += 1
+            print(f"{verb} {meta['namespace']}/{meta['name']} ({expired.tree_size} job(s) in its tree)")
+    print(f"{verb} {count} of {len(due)} expired job tree(s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="commerce-jobs", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -87,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--verbose", action="store_true")
     run.add_argument("--log-format", choices=["plain", "full", "json"], default="full", help="json: one record a line")
     run.set_defaults(func=cmd_run)
+
+    clean = sub.add_parser("clean-up", help="delete finished CommerceJobs by retention, once")
+    clean.add_argument("--max-retention", default="7 days", help="any final state (default: 7 days)")
+    clean.add_argument("--max-retention-succeeded", default="1 hour", help="Finished jobs (default: 1 hour)")
+    clean.add_argument("--per-call", type=int, default=1000, help="at most this many job trees (default: 1000)")
+    clean.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
+    clean.add_argument("-n", "--namespace", help="only this namespace (default: all)")
+    clean.set_defaults(func=cmd_clean_up)
 
     dev_cluster = sub.add_parser("dev-cluster", help="the local control plane: build, up, down, status")
     dev_cluster.add_argument("action", choices=["build", "up", "down", "status"])

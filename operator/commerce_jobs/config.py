@@ -13,6 +13,11 @@ Read from a YAML file (the chart mounts it from a ConfigMap), path given by ``--
     defaultQueueMaxRunning: null    # queues not listed: unlimited
     outputMaxBytes: 65536
     podStartTimeoutSeconds: 300     # a container that cannot start (ImagePullBackOff ...) fails its attempt after this
+    retention:                      # as jms-job-queue:clean-up, continuously
+      maxRetention: 7 days          # any final state
+      maxRetentionSucceeded: 1 hour # Finished
+      perCall: 10                   # deletions per round
+      intervalSeconds: 60           # between rounds while there is a backlog
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 import yaml
 
 from commerce_jobs.output import DEFAULT_MAX_BYTES
+from commerce_jobs.retention import DurationError, RetentionPolicy, parse_duration
 
 CONFIG_ENV = "COMMERCE_JOBS_CONFIG"
 
@@ -40,6 +46,8 @@ class OperatorConfig:
     default_queue_limit: int | None = None
     output_max_bytes: int = DEFAULT_MAX_BYTES
     pod_start_timeout_seconds: int = 300
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    retention_interval_seconds: float = 60.0
 
     def queue_limit(self, queue: str) -> int | None:
         return self.queue_limits.get(queue, self.default_queue_limit)
@@ -54,6 +62,7 @@ class OperatorConfig:
             "defaultQueueMaxRunning",
             "outputMaxBytes",
             "podStartTimeoutSeconds",
+            "retention",
         }
         if unknown:
             raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
@@ -75,7 +84,8 @@ class OperatorConfig:
         start_timeout = data.get("podStartTimeoutSeconds", 300)
         if not isinstance(start_timeout, int) or start_timeout < 1:
             raise ConfigError("podStartTimeoutSeconds must be an integer >= 1")
-        return cls(defaults, limits, default_limit, max_bytes, start_timeout)
+        retention, interval = _retention(data.get("retention") or {})
+        return cls(defaults, limits, default_limit, max_bytes, start_timeout, retention, interval)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> OperatorConfig:
@@ -87,3 +97,26 @@ class OperatorConfig:
         except (OSError, yaml.YAMLError) as e:
             raise ConfigError(f"cannot read {path}: {e}") from e
         return cls.from_dict(data)
+
+
+def _retention(data: dict[str, Any]) -> tuple[RetentionPolicy, float]:
+    unknown = set(data) - {"maxRetention", "maxRetentionSucceeded", "perCall", "intervalSeconds"}
+    if unknown:
+        raise ConfigError(f"unknown retention settings: {', '.join(sorted(unknown))}")
+    default = RetentionPolicy()
+    try:
+        max_retention = parse_duration(data["maxRetention"]) if "maxRetention" in data else default.max_retention
+        succeeded = (
+            parse_duration(data["maxRetentionSucceeded"])
+            if "maxRetentionSucceeded" in data
+            else default.max_retention_succeeded
+        )
+    except DurationError as e:
+        raise ConfigError(f"retention: {e}") from e
+    per_call = data.get("perCall", default.per_call)
+    if not isinstance(per_call, int) or per_call < 1:
+        raise ConfigError("retention.perCall must be an integer >= 1")
+    interval = data.get("intervalSeconds", 60)
+    if not isinstance(interval, int | float) or interval <= 0:
+        raise ConfigError("retention.intervalSeconds must be a number > 0")
+    return RetentionPolicy(max_retention, succeeded, per_call), float(interval)

@@ -8,13 +8,14 @@ free queue slot twice; only the API calls leave it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from commerce_jobs import lifecycle
+from commerce_jobs import lifecycle, retention
 from commerce_jobs.config import OperatorConfig
 from commerce_jobs.dependents import build_dependent, canceled_tree
 from commerce_jobs.jobbuild import ATTEMPT_LABEL, OWNER_LABEL, InvalidSpec, job_manifest
@@ -48,7 +49,15 @@ def trim_commercejob(body: dict[str, Any]) -> dict[str, Any]:
     return {
         "metadata": {
             k: meta[k]
-            for k in ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp")
+            for k in (
+                "name",
+                "namespace",
+                "uid",
+                "generation",
+                "resourceVersion",
+                "creationTimestamp",
+                "ownerReferences",
+            )
             if k in meta
         },
         "spec": dict(body.get("spec") or {}),
@@ -116,11 +125,15 @@ class CommerceJobController:
         # Why the container of a job's current attempt cannot start, by job and attempt.
         self.pod_problems: dict[Key, tuple[int, PodProblem]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        # Set when a job reaches a final state: the retention loop plans again.
+        self._retention_changed: asyncio.Event | None = None
+        self._deleting: set[str] = set()  # uids deleted by retention, until their DELETED event arrives
 
     # -- fed by the watch handlers --------------------------------------------------------------------------------
     def observe_commercejob(self, event_type: str | None, body: dict[str, Any]) -> None:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         if event_type == "DELETED":
+            self._deleting.discard(body["metadata"].get("uid", ""))
             self.cjobs.pop(key, None)
             self.jobs.pop(key, None)
             self.pod_problems.pop(key, None)
@@ -133,6 +146,9 @@ class CommerceJobController:
             return  # our own write, already in the cache
         self.cjobs[key] = trimmed
         self.queue.add(key)
+        state = trimmed["status"].get("state")
+        if state in lifecycle.FINAL_STATES and (old or {}).get("status", {}).get("state") != state:
+            self._notify_retention()
 
     def observe_job(self, event_type: str | None, body: dict[str, Any]) -> None:
         meta = body.get("metadata") or {}
@@ -181,7 +197,49 @@ class CommerceJobController:
 
     # -- workers --------------------------------------------------------------------------------------------------
     def start(self) -> None:
+        self._retention_changed = asyncio.Event()
         self._tasks = [asyncio.create_task(self._work(), name=f"commercejob-worker-{i}") for i in range(self.workers)]
+        self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
+
+    def _notify_retention(self) -> None:
+        if self._retention_changed is not None:
+            self._retention_changed.set()
+
+    async def _retention_loop(self) -> None:
+        """One loop for the whole operator: delete expired job trees, at most perCall a round."""
+        changed = self._retention_changed = self._retention_changed or asyncio.Event()
+        policy, interval = self.config.retention, self.config.retention_interval_seconds
+        while True:
+            changed.clear()
+            now = datetime.now(UTC)
+            candidates = [j for j in self.cjobs.values() if j["metadata"]["uid"] not in self._deleting]
+            try:
+                due, upcoming = retention.plan(candidates, policy, now)
+            except Exception:  # a bad object must not end the clean-up for everyone
+                log.exception("retention: planning failed; trying again in %.0fs", interval)
+                await asyncio.sleep(interval)
+                continue
+            for expired in due[: policy.per_call]:
+                meta = expired.root["metadata"]
+                try:
+                    deleted = await asyncio.to_thread(
+                        self.api.delete_commercejob, meta["namespace"], meta["name"], meta["uid"]
+                    )
+                except Exception:
+                    log.exception("retention: deleting %s/%s failed", meta["namespace"], meta["name"])
+                    continue
+                if deleted:
+                    self._deleting.add(meta["uid"])
+                    log.info(
+                        "retention: deleted %s/%s (%d job(s) in its tree, expired %s)", meta["namespace"],
+                        meta["name"], expired.tree_size, lifecycle.format_time(expired.expired_at),
+                    )  # fmt: skip
+            if len(due) > policy.per_call:
+                await asyncio.sleep(interval)  # a backlog: the next round after the interval, never sooner
+                continue
+            timeout = max((upcoming - now).total_seconds(), 0.0) if upcoming else None
+            with contextlib.suppress(TimeoutError):  # on time-out, the next tree expired
+                await asyncio.wait_for(changed.wait(), timeout)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -345,6 +403,8 @@ class CommerceJobController:
         )
         # The patch's answer is newer than the cache: keep it, so the next decision starts from it.
         self.cjobs[key] = trim_commercejob(updated)
+        if status.get("state") in lifecycle.FINAL_STATES:
+            self._notify_retention()
         if event:
             event_type, reason, message = event
             log.info("%s/%s: %s: %s", namespace, name, reason, message)

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from commerce_jobs.retention import DURATION_PATTERN
+
 GROUP = "commercejobs.dev"
 VERSION = "v1alpha1"
 MAX_DEPENDENCY_DEPTH = 3  # levels of dependingJobs below a job
@@ -167,6 +169,18 @@ def spec_schema() -> dict[str, Any]:
             "description": "Set to true to cancel: a running attempt is stopped, and the job becomes Canceled.",
         },
         "dependingJobs": _dependents(1),
+        "retention": {
+            "type": "object",
+            "description": "How long the job is kept once it is final; overrides the operator's retention.",
+            "properties": {
+                "maxRetention": _string(
+                    "Kept this long in any final state, e.g. '7 days'.", 32, pattern=DURATION_PATTERN
+                ),
+                "maxRetentionSucceeded": _string(
+                    "Kept this long once Finished, e.g. '1 hour'.", 32, pattern=DURATION_PATTERN
+                ),
+            },
+        },
     }
     rules = [
         {"rule": "!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",

@@ -16,6 +16,7 @@ MAX_NAME = 253
 INHERITED_FIELDS = (
     "image", "consoleCommand", "workingDir", "env", "envFrom", "volumes", "volumeMounts", "resources",
     "serviceAccountName", "nodeSelector", "tolerations", "imagePullSecrets", "podLabels", "queue", "priority",
+    "retention",
 )  # fmt: skip
 # The fields of a dependingJobs item that are not part of the child's spec.
 ITEM_ONLY_FIELDS = ("name",)

@@ -112,6 +112,34 @@ class KubeApi:
             if e.status != 409:
                 raise
 
+    def delete_commercejob(self, namespace: str, name: str, uid: str) -> bool:
+        """Deletes a CommerceJob (its Jobs, pods and dependents follow through ownerReferences), only if it is still
+        the one that was judged expired (same uid). False when it was already gone."""
+        try:
+            self.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name,
+                body={"preconditions": {"uid": uid}, "propagationPolicy": "Background"},
+            )  # fmt: skip
+        except ApiException as e:
+            if e.status in (404, 409):
+                return False
+            raise
+        return True
+
+    def list_commercejobs(self, namespace: str | None) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        token = None
+        while True:
+            kwargs: dict[str, Any] = {"limit": 500, **({"_continue": token} if token else {})}
+            if namespace:
+                page = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, **kwargs)
+            else:
+                page = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
+            items.extend(page["items"])
+            token = page["metadata"].get("continue")
+            if not token:
+                return items
+
     # -- Events ------------------------------------------------------------------------------------------------------
     def post_event(self, obj: dict[str, Any], kind: str, reason: str, message: str, event_type: str = "Normal") -> None:
         """Best effort: an Event that cannot be posted is logged, never retried."""

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from typing import Any
 
 import kopf
 from kubernetes import client, config
 
 import commerce_jobs.handlers  # noqa: F401  (registers the handlers)
-from commerce_jobs.config import OperatorConfig
+from commerce_jobs.config import ConfigError, OperatorConfig
 from commerce_jobs.controller import CommerceJobController
 from commerce_jobs.handlers.commercejob import MANAGED_BY
 from commerce_jobs.kubeapi import KubeApi
@@ -47,7 +48,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
-    controller = CommerceJobController(KubeApi(api_client()), OperatorConfig.load(), workers=WORKERS)
+    controller = CommerceJobController(KubeApi(api_client()), memo.config, workers=WORKERS)
     controller.start()
     memo.controller = controller
 
@@ -66,6 +67,12 @@ def run_operator(
     verbose: bool = False,
     log_format: str = "full",
 ) -> int:
+    try:
+        # Read before kopf starts: a bad file stops the operator at once, with the reason, instead of a retry loop.
+        operator_config = OperatorConfig.load()
+    except ConfigError as e:
+        print(f"commerce-jobs: invalid configuration: {e}", file=sys.stderr)
+        return 2
     # One log configuration for kopf's messages and ours; "json" gives one structured record per line.
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat[log_format.upper()], log_refkey="object")
     if not verbose:
@@ -78,7 +85,7 @@ def run_operator(
                 namespaces=namespaces,
                 clusterwide=not namespaces,
                 liveness_endpoint=liveness_endpoint,
-                memo=kopf.Memo(),
+                memo=kopf.Memo(config=operator_config),
             )
         )
     except KeyboardInterrupt:

@@ -25,7 +25,16 @@ OPERATOR_CONFIG = {
     "queues": {"serial": {"maxRunning": 1}},
     "outputMaxBytes": 16384,
     "podStartTimeoutSeconds": 3,
+    # Jobs of other tests keep the defaults (7 days, 1 hour); retention tests shorten their own.
+    "retention": {"perCall": 2, "intervalSeconds": 2},
 }
+
+
+def commerce_jobs(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    return subprocess.run(
+        [sys.executable, "-m", "commerce_jobs", *args], capture_output=True, text=True, env=env, check=False
+    )
 
 
 def kubectl(cluster: Cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -70,7 +79,12 @@ def operator(cluster: Cluster, crds: None) -> Iterator[subprocess.Popen[bytes]]:
         stderr=subprocess.STDOUT,
         env=env,
     )
-    _wait_healthy(proc, port, directory / "operator.log")
+    try:
+        _wait_healthy(proc, port, directory / "operator.log")
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
     yield proc
     proc.terminate()
     try:
