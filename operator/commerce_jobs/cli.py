@@ -69,7 +69,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
                 sys.stderr.write(result.stderr)
                 return result.returncode
     print(f"export KUBECONFIG={cluster.kubeconfig}   # then: kubectl get commercejobs")
-    argv = [sys.executable, "-m", "commerce_jobs", "run", "--standalone", "--all-namespaces"]
+    argv = [sys.executable, "-m", "commerce_jobs", "run", "--standalone", "--all-namespaces", f"--config={args.config}"]
     return subprocess.call(argv, env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)})
 
 
@@ -103,6 +103,53 @@ def cmd_clean_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _current_namespace() -> str:
+    from kubernetes import config
+
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        return path.read_text().strip() if path.exists() else "default"
+    try:
+        _, context = config.list_kube_config_contexts()
+    except config.ConfigException:
+        return "default"
+    return str((context or {}).get("context", {}).get("namespace") or "default")
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from kubernetes.client.exceptions import ApiException
+
+    from commerce_jobs.runner import api_client
+    from commerce_jobs.start import Starter
+
+    starter = Starter(api_client(), args.namespace or _current_namespace())
+    try:
+        name = starter.create(args.template)
+    except ApiException as e:
+        if e.status == 404:
+            print(f"commerce-jobs start: no CommerceJobTemplate {args.template!r}", file=sys.stderr)
+            return 1
+        raise
+    if not (args.wait or args.follow):
+        return 0
+    return 0 if starter.follow(name, show_output=args.follow) else 1
+
+
+def cmd_import_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from commerce_jobs.templates import ConfigImportError, templates_from_config
+
+    try:
+        with open(args.file) as f:
+            templates = templates_from_config(yaml.safe_load(f), args.namespace)
+    except (OSError, yaml.YAMLError, ConfigImportError) as e:
+        print(f"commerce-jobs import-config: {args.file}: {e}", file=sys.stderr)
+        return 1
+    sys.stdout.write(yaml.safe_dump_all(templates, sort_keys=False, allow_unicode=True))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="commerce-jobs", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -117,6 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--verbose", action="store_true")
     run.add_argument("--log-format", choices=["plain", "full", "json"], default="full", help="json: one record a line")
     run.set_defaults(func=cmd_run)
+
+    start = sub.add_parser("start", help="start a CommerceJob from a CommerceJobTemplate")
+    start.add_argument("template")
+    start.add_argument("-n", "--namespace", help="default: the current context's namespace")
+    start.add_argument("--wait", action="store_true", help="wait until it and its dependents are final")
+    start.add_argument("--follow", action="store_true", help="wait, and print the output as it is written")
+    start.set_defaults(func=cmd_start)
+
+    convert = sub.add_parser("import-config", help="the platform's add_jobs YAML -> CommerceJobTemplate manifests")
+    convert.add_argument("file")
+    convert.add_argument("-n", "--namespace", help="set this namespace on the manifests")
+    convert.set_defaults(func=cmd_import_config)
 
     clean = sub.add_parser("clean-up", help="delete finished CommerceJobs by retention, once")
     clean.add_argument("--max-retention", default="7 days", help="any final state (default: 7 days)")
@@ -137,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument(
         "--apply", action="append", default=["crds", "manifests/samples"], help="manifests to apply before the start"
     )
+    dev.add_argument("--config", default="manifests/dev/operator-config.yaml", help="the operator's configuration")
     dev.set_defaults(func=cmd_dev)
     return parser
 

@@ -298,6 +298,11 @@ class CommerceJobController:
         if cjob is None:
             return
         now = datetime.now(UTC)
+        spec = cjob.get("spec") or {}
+        unresolved = spec.get("templateRef") and "command" not in spec
+        if unresolved and (cjob.get("status") or {}).get("state") in (None, lifecycle.PENDING):
+            await self._take_template(key, cjob, now)
+            return
         jobs = self.jobs.get(key, {})
         state = (cjob.get("status") or {}).get("state")
         if state == lifecycle.RUNNING or state in lifecycle.FINAL_STATES:
@@ -316,6 +321,26 @@ class CommerceJobController:
             if decision.create_attempt == 1:
                 self.admitted.discard(key)
             raise
+
+    async def _take_template(self, key: Key, cjob: dict[str, Any], now: datetime) -> None:
+        """Copies the template's fields into the job, once, before it starts; the job then runs as any other."""
+        namespace, name = key
+        template_name = cjob["spec"]["templateRef"]["name"]
+        template = await asyncio.to_thread(self.api.get_template, namespace, template_name)
+        if template is None:
+            status = lifecycle.template_not_found(cjob, template_name, now)
+            if status is not None:
+                event = ("Warning", "TemplateNotFound", status["message"])
+                await self._write(key, cjob, status, event)
+            if (status or {}).get("state") != lifecycle.FAILED:
+                self.queue.add_after(key, 10)
+            return
+        fields = lifecycle.template_fields(cjob, template)
+        updated = await asyncio.to_thread(
+            self.api.patch_spec, namespace, name, cjob["metadata"]["resourceVersion"], fields
+        )
+        self.cjobs[key] = trim_commercejob(updated)
+        self.queue.add(key)
 
     async def _execute(self, key: Key, cjob: dict[str, Any], decision: Decision, now: datetime) -> None:
         namespace, name = key

@@ -3,12 +3,13 @@
 Generated rather than hand-written because ``dependingJobs`` nests: an OpenAPI schema of a CRD cannot refer to
 itself, so each level is spelled out, down to MAX_DEPENDENCY_DEPTH levels below a job.
 
-    python -m commerce_jobs.crd > crds/commercejobs.dev_commercejobs.yaml
+    python -m commerce_jobs.crd crds/
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -108,8 +109,9 @@ IMMUTABLE_SCALARS = (
 )  # fmt: skip
 
 
-def spec_schema() -> dict[str, Any]:
-    properties: dict[str, Any] = {
+def job_properties() -> dict[str, Any]:
+    """The fields of a job: a CommerceJob's spec, and what a CommerceJobTemplate holds for one."""
+    return {
         **_command_fields(),
         "image": _string("The shop's image. Default: jobDefaults.image of the operator's configuration.", 1024),
         "imagePullPolicy": {"type": "string", "enum": ["Always", "IfNotPresent", "Never"]},
@@ -182,35 +184,58 @@ def spec_schema() -> dict[str, Any]:
             },
         },
     }
+
+
+def _immutable(name: str) -> dict[str, str]:
+    # Once set, a field keeps its value. An unset one may be filled only in a job started from a template: the
+    # operator copies the template's fields into the job once, before it starts.
+    return {
+        "rule": f"has(oldSelf.{name}) ? (has(self.{name}) && self.{name} == oldSelf.{name})"
+        f" : (!has(self.{name}) || has(self.templateRef))",
+        "message": f"spec.{name} is immutable: create a new CommerceJob instead",
+    }
+
+
+def _present_once_set(name: str) -> dict[str, str]:
+    return {
+        "rule": f"has(oldSelf.{name}) ? has(self.{name}) : (!has(self.{name}) || has(self.templateRef))",
+        "message": f"spec.{name} is immutable: create a new CommerceJob instead",
+    }
+
+
+def spec_schema() -> dict[str, Any]:
+    properties = job_properties()
+    properties["templateRef"] = {
+        "type": "object",
+        "description": "Take the job from this CommerceJobTemplate (of the same namespace); fields set here win.",
+        "required": ["name"],
+        "properties": {"name": _string("The template's name.", 253)},
+        "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "spec.templateRef is immutable"}],
+    }
     rules = [
+        {"rule": "has(self.command) || has(self.templateRef)",
+         "message": "spec.command is required (or spec.templateRef, to take it from a template)"},
         {"rule": "!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",
          "message": "cancel cannot be undone"},
+        {"rule": "has(self.templateRef) == has(oldSelf.templateRef)", "message": "spec.templateRef is immutable"},
     ]  # fmt: skip
-    for name in IMMUTABLE_SCALARS:
-        rules.append(
-            {
-                "rule": f"has(self.{name}) == has(oldSelf.{name})"
-                f" && (!has(self.{name}) || self.{name} == oldSelf.{name})",
-                "message": f"spec.{name} is immutable: create a new CommerceJob instead",
-            }
-        )
+    rules += [_immutable(name) for name in IMMUTABLE_SCALARS]
     for name in ("params", "consoleCommand", "podAnnotations", "podLabels", "nodeSelector", "dependingJobs"):
         properties[name]["x-kubernetes-validations"] = [
             {"rule": "self == oldSelf", "message": f"spec.{name} is immutable: create a new CommerceJob instead"}
         ]
-    for name in ("env", "envFrom", "volumes", "volumeMounts", "resources", "tolerations", "imagePullSecrets"):
-        rules.append(
-            {
-                "rule": f"has(self.{name}) == has(oldSelf.{name})",
-                "message": f"spec.{name} is immutable: create a new CommerceJob instead",
-            }
-        )
-    return {
-        "type": "object",
-        "required": ["command"],
-        "properties": properties,
-        "x-kubernetes-validations": rules,
-    }
+        rules.append(_present_once_set(name))
+    rules += [
+        _present_once_set(name)
+        for name in ("env", "envFrom", "volumes", "volumeMounts", "resources", "tolerations", "imagePullSecrets")
+    ]
+    return {"type": "object", "properties": properties, "x-kubernetes-validations": rules}
+
+
+def template_spec_schema() -> dict[str, Any]:
+    properties = job_properties()
+    del properties["cancel"], properties["executeAfter"]
+    return {"type": "object", "required": ["command"], "properties": properties}
 
 
 def status_schema() -> dict[str, Any]:
@@ -262,8 +287,52 @@ def status_schema() -> dict[str, Any]:
     }
 
 
-def crd() -> dict[str, Any]:
-    columns = [
+def _crd(
+    kind: str, plural: str, short: str, description: str, schema: dict[str, Any], columns: list[dict[str, Any]]
+) -> dict[str, Any]:
+    version: dict[str, Any] = {
+        "name": VERSION,
+        "served": True,
+        "storage": True,
+        "additionalPrinterColumns": columns,
+        "schema": {
+            "openAPIV3Schema": {
+                "type": "object",
+                "description": description,
+                "required": ["spec"],
+                "properties": {
+                    "apiVersion": {"type": "string"},
+                    "kind": {"type": "string"},
+                    "metadata": {"type": "object"},
+                    **schema,
+                },
+            }
+        },
+    }
+    if "status" in schema:
+        version["subresources"] = {"status": {}}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": [short],
+                "categories": ["commerce"],
+            },
+            "versions": [version],
+        },
+    }
+
+
+def commercejob_crd() -> dict[str, Any]:
+    columns: list[dict[str, Any]] = [
         {"name": "Command", "type": "string", "jsonPath": ".spec.command"},
         {"name": "State", "type": "string", "jsonPath": ".status.state"},
         {"name": "Exit", "type": "integer", "jsonPath": ".status.exitCode"},
@@ -275,53 +344,41 @@ def crd() -> dict[str, Any]:
         {"name": "Job", "type": "string", "jsonPath": ".status.jobName", "priority": 1},
         {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
         {"name": "Label", "type": "string", "jsonPath": ".spec.label", "priority": 1},
+        {"name": "Template", "type": "string", "jsonPath": ".spec.templateRef.name", "priority": 1},
     ]
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"commercejobs.{GROUP}"},
-        "spec": {
-            "group": GROUP,
-            "scope": "Namespaced",
-            "names": {
-                "kind": "CommerceJob",
-                "listKind": "CommerceJobList",
-                "plural": "commercejobs",
-                "singular": "commercejob",
-                "shortNames": ["cjob"],  # not cj: that is CronJob's
-                "categories": ["commerce"],
-            },
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": columns,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": "One run of a console command of the shop, as a Kubernetes Job.",
-                            "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": spec_schema(),
-                                "status": status_schema(),
-                            },
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    # cjob, not cj: that is CronJob's.
+    description = "One run of a console command of the shop, as a Kubernetes Job."
+    return _crd("CommerceJob", "commercejobs", "cjob", description,
+                {"spec": spec_schema(), "status": status_schema()}, columns)  # fmt: skip
 
 
-def render() -> str:
-    header = "# Generated by `python -m commerce_jobs.crd`; do not edit by hand.\n"
-    return header + yaml.safe_dump(crd(), sort_keys=False, width=120)
+def commercejobtemplate_crd() -> dict[str, Any]:
+    columns: list[dict[str, Any]] = [
+        {"name": "Label", "type": "string", "jsonPath": ".spec.label"},
+        {"name": "Command", "type": "string", "jsonPath": ".spec.command"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {"name": "Description", "type": "string", "jsonPath": ".spec.description", "priority": 1},
+    ]
+    description = "A configured job that people start with one click (the Back Office's add_jobs)."
+    return _crd("CommerceJobTemplate", "commercejobtemplates", "cjobtpl", description,
+                {"spec": template_spec_schema()}, columns)  # fmt: skip
+
+
+CRDS = {
+    "commercejobs.dev_commercejobs.yaml": commercejob_crd,
+    "commercejobs.dev_commercejobtemplates.yaml": commercejobtemplate_crd,
+}
+
+
+def render(builder: Any = commercejob_crd) -> str:
+    header = "# Generated by `python -m commerce_jobs.crd crds/`; do not edit by hand.\n"
+    return header + yaml.safe_dump(builder(), sort_keys=False, width=120)
+
+
+def write_all(directory: Path) -> None:
+    for filename, builder in CRDS.items():
+        (directory / filename).write_text(render(builder))
 
 
 if __name__ == "__main__":
-    sys.stdout.write(render())
+    write_all(Path(sys.argv[1] if len(sys.argv) > 1 else "crds"))

@@ -140,6 +140,29 @@ class KubeApi:
             if not token:
                 return items
 
+    def get_template(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, "commercejobtemplates", name
+            )
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        return result
+
+    def patch_spec(self, namespace: str, name: str, resource_version: str, spec: dict[str, Any]) -> dict[str, Any]:
+        body = {"metadata": {"resourceVersion": resource_version}, "spec": spec}
+        try:
+            result: dict[str, Any] = self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, body, field_manager=FIELD_MANAGER
+            )
+        except ApiException as e:
+            if e.status == 409:
+                raise Conflict(f"{namespace}/{name} changed") from e
+            raise
+        return result
+
     # -- Events ------------------------------------------------------------------------------------------------------
     def post_event(self, obj: dict[str, Any], kind: str, reason: str, message: str, event_type: str = "Normal") -> None:
         """Best effort: an Event that cannot be posted is logged, never retried."""

@@ -301,3 +301,26 @@ def final_status(
         outputTruncated=result.output_truncated,
     )
     return patch
+
+
+TEMPLATE_WAIT = timedelta(minutes=5)
+
+
+def template_not_found(cjob: dict[str, Any], template: str, now: datetime) -> dict[str, Any] | None:
+    """Status of a job whose template does not exist (yet: GitOps may apply the job first). It waits Pending for
+    TEMPLATE_WAIT after its creation, then fails. None when Pending for this reason is already recorded."""
+    created = parse_time(cjob["metadata"].get("creationTimestamp")) or now
+    message = f"CommerceJobTemplate {template!r} not found"
+    if now - created >= TEMPLATE_WAIT:
+        patch = _state_patch(cjob, FAILED, "False", "TemplateNotFound", message, now)
+        patch["completionTime"] = format_time(now)
+        return patch
+    if _unchanged(cjob, PENDING, "TemplateNotFound"):
+        return None
+    return _state_patch(cjob, PENDING, "Unknown", "TemplateNotFound", f"{message}; waiting for it", now)
+
+
+def template_fields(cjob: dict[str, Any], template: dict[str, Any]) -> dict[str, Any]:
+    """The fields that a job started from a template takes from it: all that the job does not set itself."""
+    spec = cjob.get("spec") or {}
+    return {k: v for k, v in (template.get("spec") or {}).items() if k not in spec}

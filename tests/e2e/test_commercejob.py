@@ -291,7 +291,7 @@ def cjob_manifest(spec: str, name: str = "bad") -> str:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("  params: [tmp]\n", "spec.command: Required value"),
+        ("  params: [tmp]\n", "spec.command is required (or spec.templateRef"),
         ("  command: 'silver:import; rm -rf /'\n", "spec.command: Invalid value"),
         ("  command: silver:import\n  maxRetries: 99\n", "spec.maxRetries: Invalid value"),
         ("  command: silver:import\n  queue: Not A Queue\n", "spec.queue: Invalid value"),
