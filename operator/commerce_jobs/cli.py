@@ -150,6 +150,27 @@ def cmd_import_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_crontab_convert(args: argparse.Namespace) -> int:
+    import yaml
+
+    from commerce_jobs.crontab import convert
+
+    try:
+        with open(args.file) as f:
+            text = f.read()
+    except OSError as e:
+        print(f"commerce-jobs crontab convert: {e}", file=sys.stderr)
+        return 1
+    result = convert(text, args.namespace, source=args.file)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for error in result.errors:
+        print(f"error: {error}", file=sys.stderr)
+    if result.manifests:
+        sys.stdout.write(yaml.safe_dump_all(result.manifests, sort_keys=False, allow_unicode=True))
+    return 1 if result.errors else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="commerce-jobs", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -176,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("file")
     convert.add_argument("-n", "--namespace", help="set this namespace on the manifests")
     convert.set_defaults(func=cmd_import_config)
+
+    crontab = sub.add_parser("crontab", help="crontab tasks as CommerceCronJobs")
+    crontab_sub = crontab.add_subparsers(dest="crontab_command", required=True)
+    crontab_convert = crontab_sub.add_parser("convert", help="a crontab file -> CommerceCronJob manifests")
+    crontab_convert.add_argument("file")
+    crontab_convert.add_argument("-n", "--namespace", help="set this namespace on the manifests")
+    crontab_convert.set_defaults(func=cmd_crontab_convert)
 
     clean = sub.add_parser("clean-up", help="delete finished CommerceJobs by retention, once")
     clean.add_argument("--max-retention", default="7 days", help="any final state (default: 7 days)")

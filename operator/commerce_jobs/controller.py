@@ -17,6 +17,8 @@ from typing import Any
 
 from commerce_jobs import lifecycle, retention
 from commerce_jobs.config import OperatorConfig
+from commerce_jobs.cronbuild import CRON_LABEL
+from commerce_jobs.cronbuild import adopted_run as build_adopted_run
 from commerce_jobs.dependents import build_dependent, canceled_tree
 from commerce_jobs.jobbuild import ATTEMPT_LABEL, OWNER_LABEL, InvalidSpec, job_manifest
 from commerce_jobs.kubeapi import Conflict, ForeignObject, KubeApi
@@ -46,20 +48,13 @@ def trim_commercejob(body: dict[str, Any]) -> dict[str, Any]:
     """What the cache keeps of a CommerceJob: everything but the output, which can be 64 KiB a job."""
     meta = body.get("metadata") or {}
     status = {k: v for k, v in (body.get("status") or {}).items() if k != "output"}
+    kept = ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp", "ownerReferences")
+    trimmed_meta = {k: meta[k] for k in kept if k in meta}
+    ours = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith("commercejobs.dev/")}
+    if ours:
+        trimmed_meta["annotations"] = ours
     return {
-        "metadata": {
-            k: meta[k]
-            for k in (
-                "name",
-                "namespace",
-                "uid",
-                "generation",
-                "resourceVersion",
-                "creationTimestamp",
-                "ownerReferences",
-            )
-            if k in meta
-        },
+        "metadata": trimmed_meta,
         "spec": dict(body.get("spec") or {}),
         "status": status,
     }
@@ -124,6 +119,13 @@ class CommerceJobController:
         self.admitted: set[Key] = set()
         # Why the container of a job's current attempt cannot start, by job and attempt.
         self.pod_problems: dict[Key, tuple[int, PodProblem]] = {}
+        # Which CommerceJob a batch Job belongs to, by (namespace, Job name).
+        self.job_owners: dict[Key, Key] = {}
+        # Jobs that a CronJob started and that no CommerceJob records yet, by (namespace, Job name).
+        self.adoptions: dict[Key, dict[str, Any]] = {}
+        # Set by the cron controller: finds the CommerceCronJob of a CronJob's Job, and hears about its runs.
+        self.cron_of_job: Callable[[dict[str, Any]], dict[str, Any] | None] = lambda job: None
+        self.run_changed: Callable[[str, str], None] = lambda namespace, cron: None
         self._tasks: list[asyncio.Task[None]] = []
         # Set when a job reaches a final state: the retention loop plans again.
         self._retention_changed: asyncio.Event | None = None
@@ -141,6 +143,10 @@ class CommerceJobController:
             self.queue.discard(key)
             return
         trimmed = trim_commercejob(body)
+        cron = next((r["name"] for r in trimmed["metadata"].get("ownerReferences") or []
+                     if r.get("kind") == "CommerceCronJob"), None)  # fmt: skip
+        if cron:
+            self.run_changed(key[0], cron)
         old = self.cjobs.get(key)
         if old and _rv(old) == _rv(trimmed):
             return  # our own write, already in the cache
@@ -156,14 +162,25 @@ class CommerceJobController:
             (ref.get("name") for ref in meta.get("ownerReferences") or [] if ref.get("kind") == "CommerceJob"), None
         )
         view = job_view(body)
-        if not owner or view is None:
+        if view is None:
             return
+        job_key = (meta["namespace"], meta["name"])
+        if not owner:
+            if event_type != "DELETED" and CRON_LABEL in (meta.get("labels") or {}):
+                self.adoptions[job_key] = body  # a scheduled run: record it as a CommerceJob of the same name
+                self.queue.add(job_key)
+            else:
+                self.adoptions.pop(job_key, None)
+            return
+        self.adoptions.pop(job_key, None)
         key = (meta["namespace"], owner)
         attempts = self.jobs.setdefault(key, {})
         if event_type == "DELETED":
             attempts.pop(view.attempt, None)
+            self.job_owners.pop(job_key, None)
         else:
             attempts[view.attempt] = view
+            self.job_owners[job_key] = key
         self.queue.add(key)
 
     def observe_pod(self, event_type: str | None, body: dict[str, Any]) -> None:
@@ -188,12 +205,10 @@ class CommerceJobController:
         self.queue.add(key)
 
     def _owner_of_pod(self, meta: dict[str, Any]) -> str | None:
-        # The label holds the CommerceJob's name cut to 63 characters; the Job's ownerReference has it whole.
+        # The label holds the CommerceJob's name cut to 63 characters; the Job's owner is known whole.
         job = next((r.get("name") for r in meta.get("ownerReferences") or [] if r.get("kind") == "Job"), None)
-        for (namespace, owner), attempts in self.jobs.items():
-            if namespace == meta.get("namespace") and any(view.name == job for view in attempts.values()):
-                return owner
-        return None
+        owner = self.job_owners.get((meta.get("namespace", ""), job or ""))
+        return owner[1] if owner else None
 
     # -- workers --------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -296,6 +311,8 @@ class CommerceJobController:
     async def reconcile(self, key: Key) -> None:
         cjob = self.cjobs.get(key)
         if cjob is None:
+            if key in self.adoptions:
+                await self._adopt(key, self.adoptions[key])
             return
         now = datetime.now(UTC)
         spec = cjob.get("spec") or {}
@@ -321,6 +338,18 @@ class CommerceJobController:
             if decision.create_attempt == 1:
                 self.admitted.discard(key)
             raise
+
+    async def _adopt(self, key: Key, job: dict[str, Any]) -> None:
+        """Records a run that a CronJob started as a CommerceJob, and makes the Job that CommerceJob's attempt 1."""
+        cron = self.cron_of_job(job)
+        if cron is None:
+            self.adoptions.pop(key, None)
+            log.warning("%s/%s: a scheduled Job whose CommerceCronJob is gone; left alone", *key)
+            return
+        run = await asyncio.to_thread(self.api.create_commercejob_returning, build_adopted_run(cron, job))
+        await asyncio.to_thread(self.api.add_job_owner, job, run)
+        self.adoptions.pop(key, None)
+        log.info("%s/%s: scheduled run of %s recorded as a CommerceJob", key[0], key[1], cron["metadata"]["name"])
 
     async def _take_template(self, key: Key, cjob: dict[str, Any], now: datetime) -> None:
         """Copies the template's fields into the job, once, before it starts; the job then runs as any other."""
@@ -355,6 +384,11 @@ class CommerceJobController:
 
         status: dict[str, Any] = dict(decision.status or {})
         event: tuple[str, str, str] | None = None
+
+        if decision.adopt is not None:
+            status["jobName"] = decision.adopt
+            self.jobs.setdefault(key, {}).setdefault(1, JobView(decision.adopt, 1))
+            event = ("Normal", "Started", f"scheduled run: Job {decision.adopt} started by its CronJob")
 
         if decision.create_attempt is not None:
             try:

@@ -364,9 +364,83 @@ def commercejobtemplate_crd() -> dict[str, Any]:
                 {"spec": template_spec_schema()}, columns)  # fmt: skip
 
 
+SCHEDULE_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|([^\s]+\s+){4}[^\s]+)$"
+
+
+def cron_spec_schema() -> dict[str, Any]:
+    properties = job_properties()
+    del properties["cancel"], properties["executeAfter"]
+    properties.update(
+        {
+            "schedule": _string(
+                "When runs start, in cron syntax: '*/5 * * * *', or @hourly, @daily ...", 256, pattern=SCHEDULE_PATTERN
+            ),
+            "timeZone": _string("The schedule's time zone, e.g. Europe/Berlin (default: the controller's, UTC).", 64),
+            "concurrencyPolicy": {
+                "type": "string",
+                "enum": ["Allow", "Forbid", "Replace"],
+                "description": "Whether a run may start while the previous one still runs. Default: Forbid.",
+            },
+            "suspend": {"type": "boolean", "description": "No new runs while true; running ones go on."},
+            "startingDeadlineSeconds": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "A run that missed its time by more than this is skipped.",
+            },
+            "successfulJobsHistoryLimit": {"type": "integer", "minimum": 0, "maximum": 100},
+            "failedJobsHistoryLimit": {"type": "integer", "minimum": 0, "maximum": 100},
+        }
+    )
+    return {"type": "object", "required": ["schedule", "command"], "properties": properties}
+
+
+def cron_status_schema() -> dict[str, Any]:
+    status = status_schema()
+    condition = status["properties"]["conditions"]
+    return {
+        "type": "object",
+        "description": "Written by the operator.",
+        "properties": {
+            "conditions": condition,
+            "observedGeneration": {"type": "integer", "format": "int64"},
+            "cronJobName": _string("The batch CronJob that schedules the runs.", 253),
+            "lastScheduleTime": {"type": "string", "format": "date-time"},
+            "lastSuccessfulTime": {"type": "string", "format": "date-time"},
+            "active": {"type": "integer", "minimum": 0, "description": "Runs that have not finished."},
+            "lastRun": {
+                "type": "object",
+                "description": "The newest run, a CommerceJob.",
+                "properties": {
+                    "name": _string("", 253),
+                    "state": _string("", 32),
+                    "completionTime": {"type": "string", "format": "date-time"},
+                },
+            },
+        },
+    }
+
+
+def commercecronjob_crd() -> dict[str, Any]:
+    columns: list[dict[str, Any]] = [
+        {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
+        {"name": "Command", "type": "string", "jsonPath": ".spec.command"},
+        {"name": "Suspend", "type": "boolean", "jsonPath": ".spec.suspend"},
+        {"name": "Last Run", "type": "string", "jsonPath": ".status.lastRun.state"},
+        {"name": "Last Schedule", "type": "date", "jsonPath": ".status.lastScheduleTime"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status",
+         "priority": 1},
+        {"name": "Time Zone", "type": "string", "jsonPath": ".spec.timeZone", "priority": 1},
+    ]  # fmt: skip
+    description = "A crontab task of the shop: runs its console command on a schedule, each run a CommerceJob."
+    return _crd("CommerceCronJob", "commercecronjobs", "cjcron", description,
+                {"spec": cron_spec_schema(), "status": cron_status_schema()}, columns)  # fmt: skip
+
+
 CRDS = {
     "commercejobs.dev_commercejobs.yaml": commercejob_crd,
     "commercejobs.dev_commercejobtemplates.yaml": commercejobtemplate_crd,
+    "commercejobs.dev_commercecronjobs.yaml": commercecronjob_crd,
 }
 
 

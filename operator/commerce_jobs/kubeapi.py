@@ -163,6 +163,43 @@ class KubeApi:
             raise
         return result
 
+    def create_commercejob_returning(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Creates a CommerceJob, or returns the one of that name that exists."""
+        namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+        try:
+            created: dict[str, Any] = self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, manifest, field_manager=FIELD_MANAGER
+            )
+        except ApiException as e:
+            if e.status != 409:
+                raise
+            existing: dict[str, Any] = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            return existing
+        return created
+
+    def add_job_owner(self, job: dict[str, Any], owner: dict[str, Any]) -> None:
+        """Adds a CommerceJob to a Job's owners (not as its controller: that stays its CronJob)."""
+        meta = job["metadata"]
+        refs = [r for r in meta.get("ownerReferences") or [] if r.get("uid") != owner["metadata"]["uid"]]
+        refs.append({"apiVersion": f"{GROUP}/{VERSION}", "kind": "CommerceJob", "name": owner["metadata"]["name"],
+                     "uid": owner["metadata"]["uid"]})  # fmt: skip
+        self.batch.patch_namespaced_job(meta["name"], meta["namespace"], {"metadata": {"ownerReferences": refs}})
+
+    # -- CronJobs ----------------------------------------------------------------------------------------------------
+    def apply_cronjob(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply: creates the CronJob or brings it in step, owning only the fields it sets."""
+        result = self.batch.patch_namespaced_cron_job(
+            manifest["metadata"]["name"], manifest["metadata"]["namespace"], manifest,
+            field_manager=FIELD_MANAGER, force=True, _content_type="application/apply-patch+yaml",
+        )  # fmt: skip
+        return self.batch.api_client.sanitize_for_serialization(result)
+
+    def patch_cron_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, "commercecronjobs", name, {"status": status}, field_manager=FIELD_MANAGER
+        )
+        return result
+
     # -- Events ------------------------------------------------------------------------------------------------------
     def post_event(self, obj: dict[str, Any], kind: str, reason: str, message: str, event_type: str = "Normal") -> None:
         """Best effort: an Event that cannot be posted is logged, never retried."""

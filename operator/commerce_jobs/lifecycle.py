@@ -16,6 +16,7 @@ FINISHED, FAILED, TERMINATED, CANCELED, INCOMPLETE = "Finished", "Failed", "Term
 FINAL_STATES = frozenset({FINISHED, FAILED, TERMINATED, CANCELED, INCOMPLETE})
 
 MAX_RETRY_BACKOFF = timedelta(hours=1)
+ADOPTED_JOB_ANNOTATION = "commercejobs.dev/adopted-job"
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class AttemptResult:
 @dataclass
 class Decision:
     create_attempt: int | None = None  # create the batch Job of this attempt
+    adopt: str | None = None  # attempt 1 is this existing Job (a CronJob started it)
     verify_attempt: int | None = None  # the attempt's Job is not in the cache: ask the apiserver whether it exists
     delete_jobs: list[str] = field(default_factory=list)
     finish: str | None = None  # the final state to record, once the attempt's result has been read
@@ -174,6 +176,12 @@ def decide(
         return Decision(delete_jobs=live, status=patch, cancel_dependents=True)
 
     if attempts == 0:
+        adopted = (cjob["metadata"].get("annotations") or {}).get(ADOPTED_JOB_ANNOTATION)
+        if adopted:
+            # A scheduled run: its CronJob started it already, so no queue or executeAfter holds it back.
+            decision = _start(cjob, 1, now)
+            decision.create_attempt, decision.adopt = None, adopted
+            return decision
         execute_after = parse_time(spec.get("executeAfter"))
         if execute_after and now < execute_after:
             message = f"waits until {format_time(execute_after)} (executeAfter)"

@@ -14,6 +14,7 @@ from kubernetes import client, config
 import commerce_jobs.handlers  # noqa: F401  (registers the handlers)
 from commerce_jobs.config import ConfigError, OperatorConfig
 from commerce_jobs.controller import CommerceJobController
+from commerce_jobs.cron_controller import CronController
 from commerce_jobs.handlers.commercejob import MANAGED_BY
 from commerce_jobs.kubeapi import KubeApi
 
@@ -44,20 +45,26 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     managed = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
     settings.watching.label_selectors["batch", "jobs"] = managed
     settings.watching.label_selectors["v1", "pods"] = managed
+    settings.watching.label_selectors["batch", "cronjobs"] = managed
     # Watches that go quiet behind a proxy are restarted instead of hanging for ever.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
-    controller = CommerceJobController(KubeApi(api_client()), memo.config, workers=WORKERS)
+    api = KubeApi(api_client())
+    controller = CommerceJobController(api, memo.config, workers=WORKERS)
+    crons = CronController(api, memo.config, controller)
     controller.start()
+    crons.start()
     memo.controller = controller
+    memo.crons = crons
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    controller: CommerceJobController | None = memo.get("controller")
-    if controller is not None:
-        await controller.stop()
+    for name in ("crons", "controller"):
+        component = memo.get(name)
+        if component is not None:
+            await component.stop()
 
 
 def run_operator(

@@ -7,6 +7,7 @@ from typing import Any
 import kopf
 
 from commerce_jobs.controller import CommerceJobController
+from commerce_jobs.cron_controller import CronController
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "commerce-jobs"}
 
@@ -27,3 +28,15 @@ def job_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> N
 def pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     controller: CommerceJobController = memo.controller
     controller.observe_pod(type, dict(body))
+
+
+@kopf.on.event("commercejobs.dev", "v1alpha1", "commercecronjobs")
+def commercecronjob_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    crons: CronController = memo.crons
+    crons.observe_cron(type, dict(body))
+
+
+@kopf.on.event("batch", "v1", "cronjobs", labels=MANAGED_BY)
+def cronjob_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    crons: CronController = memo.crons
+    crons.observe_cronjob(type, dict(body))

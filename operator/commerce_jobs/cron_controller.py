@@ -1,0 +1,181 @@
+"""The CommerceCronJob controller: keeps a batch/v1 CronJob in step with each CommerceCronJob and mirrors the
+CronJob's and the runs' state into the CommerceCronJob's status. The runs themselves are adopted by the
+CommerceJob controller (see cronbuild)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from commerce_jobs import lifecycle
+from commerce_jobs.config import OperatorConfig
+from commerce_jobs.controller import CommerceJobController, Key
+from commerce_jobs.cronbuild import CRON_LABEL, cronjob_manifest, cronjob_name
+from commerce_jobs.jobbuild import InvalidSpec
+from commerce_jobs.kubeapi import KubeApi
+from commerce_jobs.workqueue import WorkQueue
+
+log = logging.getLogger("commerce_jobs.cron")
+
+
+class CronController:
+    def __init__(self, api: KubeApi, config: OperatorConfig, jobs: CommerceJobController, workers: int = 2) -> None:
+        self.api = api
+        self.config = config
+        self.jobs = jobs
+        self.workers = workers
+        self.crons: dict[Key, dict[str, Any]] = {}
+        self.cronjobs: dict[Key, dict[str, Any]] = {}  # the CronJobs' status, by their CommerceCronJob's key
+        self.queue: WorkQueue[Key] = WorkQueue()
+        self._tasks: list[asyncio.Task[None]] = []
+        jobs.cron_of_job = self.cron_of_job
+        jobs.run_changed = lambda namespace, cron: self.queue.add((namespace, cron))
+
+    # -- fed by the watch handlers --------------------------------------------------------------------------------
+    def observe_cron(self, event_type: str | None, body: dict[str, Any]) -> None:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        if event_type == "DELETED":
+            self.crons.pop(key, None)
+            self.cronjobs.pop(key, None)
+            self.queue.discard(key)
+            return
+        self.crons[key] = {"metadata": dict(body["metadata"]), "spec": dict(body.get("spec") or {}),
+                           "status": dict(body.get("status") or {})}  # fmt: skip
+        self.queue.add(key)
+
+    def observe_cronjob(self, event_type: str | None, body: dict[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        owner = next((r["name"] for r in meta.get("ownerReferences") or [] if r.get("kind") == "CommerceCronJob"), None)
+        if not owner:
+            return
+        key = (meta["namespace"], owner)
+        if event_type == "DELETED":
+            self.cronjobs.pop(key, None)
+        else:
+            self.cronjobs[key] = {"name": meta["name"], "status": dict(body.get("status") or {})}
+        self.queue.add(key)
+
+    def cron_of_job(self, job: dict[str, Any]) -> dict[str, Any] | None:
+        meta = job["metadata"]
+        label = (meta.get("labels") or {}).get(CRON_LABEL)
+        for (namespace, name), cron in self.crons.items():
+            if namespace == meta["namespace"] and cronjob_name(name) == label:
+                return cron
+        return None
+
+    # -- workers --------------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._work(), name=f"cron-worker-{i}") for i in range(self.workers)]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _work(self) -> None:
+        while True:
+            key = await self.queue.get()
+            try:
+                await self.reconcile(key)
+            except Exception:
+                delay = self.queue.retry(key)
+                log.exception("reconciling CommerceCronJob %s/%s failed; retrying in %.1fs", *key, delay)
+            else:
+                self.queue.forget(key)
+            finally:
+                self.queue.done(key)
+
+    async def reconcile(self, key: Key) -> None:
+        cron = self.crons.get(key)
+        if cron is None:
+            return
+        namespace, name = key
+        generation = cron["metadata"].get("generation")
+        status = dict(cron.get("status") or {})
+        ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+        # Apply when the spec changed, or when the CronJob went missing; a spec that the apiserver refused waits
+        # for the next change of the spec.
+        in_step = (
+            status.get("observedGeneration") == generation
+            and ready is not None
+            and (ready.get("status") == "False" or key in self.cronjobs)
+        )
+        new: dict[str, Any] = {}
+        if not in_step:
+            new.update(await self._apply(cron))
+            fresh = new["conditions"][0]
+            if ready and all(ready.get(k) == fresh[k] for k in ("status", "reason", "message")):
+                fresh["lastTransitionTime"] = ready.get("lastTransitionTime", fresh["lastTransitionTime"])
+        cronjob = self.cronjobs.get(key)
+        if cronjob is not None:
+            cj_status = cronjob["status"]
+            new["cronJobName"] = cronjob["name"]
+            new["active"] = len(cj_status.get("active") or [])
+            for field in ("lastScheduleTime", "lastSuccessfulTime"):
+                if cj_status.get(field):
+                    new[field] = cj_status[field]
+        last = self._last_run(namespace, name)
+        if last is not None:
+            run_status = last.get("status") or {}
+            new["lastRun"] = {"name": last["metadata"]["name"], "state": run_status.get("state") or "Pending"}
+            if run_status.get("completionTime"):
+                new["lastRun"]["completionTime"] = run_status["completionTime"]
+        changed = {k: v for k, v in new.items() if status.get(k) != v}
+        if changed:
+            updated = await asyncio.to_thread(self.api.patch_cron_status, namespace, name, changed)
+            self.crons[key]["status"] = dict(updated.get("status") or {})
+
+    async def _apply(self, cron: dict[str, Any]) -> dict[str, Any]:
+        """Creates or updates the CronJob; returns the status fields that say how that went."""
+        generation = cron["metadata"].get("generation")
+        now = datetime.now(UTC)
+        try:
+            manifest = cronjob_manifest(cron, self.config)
+            await asyncio.to_thread(self.api.apply_cronjob, manifest)
+        except InvalidSpec as e:
+            return _ready(False, "InvalidSpec", str(e), now, generation)
+        except ApiException as e:
+            if e.status != 422:
+                raise
+            # The apiserver checks what the CRD schema cannot: the cron expression, the time zone.
+            message = _api_message(e)
+            reason = "InvalidSchedule" if "schedule" in message.lower() or "timezone" in message.lower() else "Invalid"
+            return _ready(False, reason, message, now, generation)
+        message = f"CronJob {manifest['metadata']['name']} schedules the runs"
+        return _ready(True, "Scheduled", message, now, generation)
+
+    def _last_run(self, namespace: str, cron: str) -> dict[str, Any] | None:
+        runs = [
+            j for (ns, _), j in self.jobs.cjobs.items()
+            if ns == namespace and any(r.get("kind") == "CommerceCronJob" and r.get("name") == cron
+                                       for r in j["metadata"].get("ownerReferences") or [])
+        ]  # fmt: skip
+        return max(
+            runs, key=lambda j: (j["metadata"].get("creationTimestamp", ""), j["metadata"]["name"]), default=None
+        )
+
+
+def _ready(ok: bool, reason: str, message: str, now: datetime, generation: int | None) -> dict[str, Any]:
+    condition: dict[str, Any] = {
+        "type": "Ready",
+        "status": "True" if ok else "False",
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": lifecycle.format_time(now),
+    }
+    if generation is not None:
+        condition["observedGeneration"] = generation
+    return {"conditions": [condition], "observedGeneration": generation}
+
+
+def _api_message(error: ApiException) -> str:
+    import json
+
+    try:
+        return str(json.loads(error.body or "{}").get("message") or error.reason)
+    except ValueError:
+        return str(error.reason)
