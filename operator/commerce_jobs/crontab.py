@@ -25,7 +25,6 @@ NAMES = {
     },
     "day of week": {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])},
 }
-SHELL_OPERATORS = {"|", "||", ";", "&", "&&", "`", "$("}
 ENV_LINE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\s*=")
 
 
@@ -81,32 +80,42 @@ def _split_line(line: str) -> tuple[str, str]:
     return " ".join(parts[:5]), parts[5]
 
 
-def _parse_command(command: str, warnings: list[str]) -> dict[str, Any]:
+REDIRECTIONS = {">", ">>", "<", ">&", "&>", ">|", "<&"}
+CONTROL = {";", "|", "||", "&", "&&", "(", ")"}
+
+
+def _tokens(command: str) -> list[str]:
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
     try:
-        tokens = shlex.split(command, comments=False, posix=True)
+        return list(lexer)
     except ValueError as e:
         raise LineError(f"cannot parse the command: {e}") from e
+
+
+def _parse_command(command: str, warnings: list[str]) -> dict[str, Any]:
+    tokens = _tokens(command)
     spec: dict[str, Any] = {}
     if len(tokens) >= 3 and tokens[0] == "cd" and tokens[2] == "&&":
         spec["workingDir"] = tokens[1]
         tokens = tokens[3:]
     # Output redirections are the shell's; the output is kept in the CommerceJob's status instead.
     kept: list[str] = []
-    skip = False
-    for token in tokens:
-        if skip:
-            skip = False
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        if token in REDIRECTIONS:
+            target = tokens[index + 1] if index + 1 < len(tokens) else ""
+            # "2>&1" arrives as "2", ">&", "1": the 2 belongs to the redirection when it touched it in the line.
+            if kept and kept[-1].isdigit() and re.search(rf"(^|\s){kept[-1]}{re.escape(token)}", command):
+                kept.pop()
+            warnings.append(f"the redirection {token}{target} is dropped: the output is kept in the run's status")
+            index += 2
             continue
-        if re.fullmatch(r"\d?>>?(&\d)?|&>", token):
-            skip = not token.endswith(("&1", "&2"))
-            warnings.append(f"the redirection {token!r} is dropped: the output is kept in the run's status")
-            continue
-        if re.fullmatch(r"\d?>>?\S+|\d?>&\d", token):
-            warnings.append(f"the redirection {token!r} is dropped: the output is kept in the run's status")
-            continue
-        if token in SHELL_OPERATORS or token.startswith(("$(", "`")):
+        if token in CONTROL or token.startswith(("$(", "`")):
             raise LineError(f"{token!r}: only one console command per line can become a CommerceCronJob")
         kept.append(token)
+        index += 1
     tokens = kept
     if tokens and re.fullmatch(r"(.*/)?php[0-9.]*", tokens[0]):
         if tokens[0] != "php":
