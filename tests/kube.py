@@ -25,7 +25,7 @@ def wait_for(
     (whose watch then yields plain dicts).
     """
     deadline = time.monotonic() + timeout
-    selector = f"metadata.name={name}"
+    selector = f"metadata.name={name}" if name else None  # no name: the first object of the list that matches
     last = None
     while (remaining := deadline - time.monotonic()) > 0:
         listed = list_fn(field_selector=selector, **list_kwargs)
@@ -50,7 +50,7 @@ def wait_for(
         except ApiException as e:
             if e.status != 410:  # an expired resourceVersion: list again
                 raise
-    raise TimeoutError(f"{name} did not reach the expected state in {timeout}s; last seen: {last}")
+    raise TimeoutError(f"{name or 'no object'} did not reach the expected state in {timeout}s; last seen: {last}")
 
 
 def wait_deleted(list_fn: Callable[..., Any], name: str, timeout: float = 60, **list_kwargs: Any) -> None:

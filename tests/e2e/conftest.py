@@ -44,6 +44,15 @@ def kubectl(cluster: Cluster, *args: str, check: bool = True) -> subprocess.Comp
     )
 
 
+def kubectl_apply(cluster: Cluster, namespace: str, manifest: str) -> subprocess.CompletedProcess[str]:
+    """`kubectl apply -f -` of a manifest, as a user would; the result is checked by the caller."""
+    binary = cluster.local.toolchain.path("kubectl") if cluster.local else "kubectl"
+    return subprocess.run(
+        [str(binary), f"--kubeconfig={cluster.kubeconfig}", f"-n={namespace}", "apply", "-f", "-"],
+        input=manifest, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
 def _free_port() -> int:
     with closing(socket.socket()) as s:
         s.bind(("127.0.0.1", 0))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from datetime import datetime
 
 import pytest
@@ -10,7 +9,7 @@ from kubernetes import client
 
 from tests.cjobs import CommerceJobs, sim, state
 from tests.conftest import Cluster
-from tests.e2e.conftest import kubectl
+from tests.e2e.conftest import kubectl, kubectl_apply
 from tests.kube import wait_deleted, wait_for
 
 pytestmark = pytest.mark.usefixtures("simulated_cluster")
@@ -276,14 +275,6 @@ def test_get_commercejobs_prints_the_useful_columns(cluster: Cluster, cjobs: Com
     assert {"QUEUE", "PRIORITY", "JOB", "REASON", "LABEL"} <= set(wide)
 
 
-def _apply(cluster: Cluster, namespace: str, manifest: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(cluster.local.toolchain.path("kubectl")) if cluster.local else "kubectl",
-         f"--kubeconfig={cluster.kubeconfig}", f"-n={namespace}", "apply", "-f", "-"],
-        input=manifest, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-
-
 def cjob_manifest(spec: str, name: str = "bad") -> str:
     return f"apiVersion: commercejobs.dev/v1alpha1\nkind: CommerceJob\nmetadata:\n  name: {name}\nspec:\n{spec}"
 
@@ -307,20 +298,21 @@ def cjob_manifest(spec: str, name: str = "bad") -> str:
 def test_kubectl_apply_rejects_bad_specs_with_a_clear_message(
     cluster: Cluster, crds: None, namespace: str, spec: str, message: str
 ) -> None:
-    result = _apply(cluster, namespace, cjob_manifest(spec))
+    result = kubectl_apply(cluster, namespace, cjob_manifest(spec))
     assert result.returncode != 0
     assert message in result.stderr
 
 
 def test_the_spec_is_immutable_but_cancel(cluster: Cluster, crds: None, namespace: str) -> None:
     # No operator here: only the apiserver's rules are under test.
-    assert _apply(cluster, namespace, cjob_manifest("  command: silver:import\n  params: [tmp]\n")).returncode == 0
-    changed = _apply(cluster, namespace, cjob_manifest("  command: silver:export\n  params: [tmp]\n"))
+    def apply(spec: str) -> subprocess.CompletedProcess[str]:
+        return kubectl_apply(cluster, namespace, cjob_manifest(spec))
+
+    assert apply("  command: silver:import\n  params: [tmp]\n").returncode == 0
+    changed = apply("  command: silver:export\n  params: [tmp]\n")
     assert changed.returncode != 0
     assert "spec.command is immutable" in changed.stderr
-    params = _apply(cluster, namespace, cjob_manifest("  command: silver:import\n  params: [prod]\n"))
-    assert "spec.params is immutable" in params.stderr
-    canceled = _apply(cluster, namespace, cjob_manifest("  command: silver:import\n  params: [tmp]\n  cancel: true\n"))
+    assert "spec.params is immutable" in apply("  command: silver:import\n  params: [prod]\n").stderr
+    canceled = apply("  command: silver:import\n  params: [tmp]\n  cancel: true\n")
     assert canceled.returncode == 0, canceled.stderr
-    undone = _apply(cluster, namespace, cjob_manifest("  command: silver:import\n  params: [tmp]\n  cancel: false\n"))
-    assert "cancel cannot be undone" in undone.stderr
+    assert "cancel cannot be undone" in apply("  command: silver:import\n  params: [tmp]\n  cancel: false\n").stderr
