@@ -21,9 +21,9 @@ from commerce_jobs.cronbuild import CRON_LABEL
 from commerce_jobs.cronbuild import adopted_run as build_adopted_run
 from commerce_jobs.dependents import build_dependent, canceled_tree
 from commerce_jobs.jobbuild import ATTEMPT_LABEL, OWNER_LABEL, InvalidSpec, job_manifest
-from commerce_jobs.kubeapi import Conflict, ForeignObject, KubeApi
+from commerce_jobs.kubeapi import ForeignObject, KubeApi
 from commerce_jobs.lifecycle import AttemptResult, Decision, JobView, PodProblem
-from commerce_jobs.workqueue import WorkQueue
+from commerce_jobs.workqueue import WorkQueue, serve
 
 log = logging.getLogger("commerce_jobs.controller")
 
@@ -213,7 +213,10 @@ class CommerceJobController:
     # -- workers --------------------------------------------------------------------------------------------------
     def start(self) -> None:
         self._retention_changed = asyncio.Event()
-        self._tasks = [asyncio.create_task(self._work(), name=f"commercejob-worker-{i}") for i in range(self.workers)]
+        self._tasks = [
+            asyncio.create_task(serve(self.queue, self.reconcile, log), name=f"commercejob-worker-{i}")
+            for i in range(self.workers)
+        ]
         self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
 
     def _notify_retention(self) -> None:
@@ -260,21 +263,6 @@ class CommerceJobController:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _work(self) -> None:
-        while True:
-            key = await self.queue.get()
-            try:
-                await self.reconcile(key)
-            except Conflict:
-                self.queue.add_after(key, 0.2)  # the watch brings the newer version; decide again from it
-            except Exception:
-                delay = self.queue.retry(key)
-                log.exception("reconciling %s/%s failed; retrying in %.1fs", *key, delay)
-            else:
-                self.queue.forget(key)
-            finally:
-                self.queue.done(key)
 
     # -- one reconcile --------------------------------------------------------------------------------------------
     def _is_admitted(self, key: Key, cjob: dict[str, Any]) -> bool:

@@ -17,7 +17,7 @@ from commerce_jobs.controller import CommerceJobController, Key
 from commerce_jobs.cronbuild import CRON_LABEL, cronjob_manifest, cronjob_name
 from commerce_jobs.jobbuild import InvalidSpec
 from commerce_jobs.kubeapi import KubeApi
-from commerce_jobs.workqueue import WorkQueue
+from commerce_jobs.workqueue import WorkQueue, serve
 
 log = logging.getLogger("commerce_jobs.cron")
 
@@ -69,25 +69,15 @@ class CronController:
 
     # -- workers --------------------------------------------------------------------------------------------------
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._work(), name=f"cron-worker-{i}") for i in range(self.workers)]
+        self._tasks = [
+            asyncio.create_task(serve(self.queue, self.reconcile, log), name=f"cron-worker-{i}")
+            for i in range(self.workers)
+        ]
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _work(self) -> None:
-        while True:
-            key = await self.queue.get()
-            try:
-                await self.reconcile(key)
-            except Exception:
-                delay = self.queue.retry(key)
-                log.exception("reconciling CommerceCronJob %s/%s failed; retrying in %.1fs", *key, delay)
-            else:
-                self.queue.forget(key)
-            finally:
-                self.queue.done(key)
 
     async def reconcile(self, key: Key) -> None:
         cron = self.crons.get(key)
@@ -146,7 +136,7 @@ class CronController:
             reason = "InvalidSchedule" if "schedule" in message.lower() or "timezone" in message.lower() else "Invalid"
             return _ready(False, reason, message, now, generation)
         message = f"CronJob {manifest['metadata']['name']} schedules the runs"
-        return _ready(True, "Scheduled", message, now, generation)
+        return {**_ready(True, "Scheduled", message, now, generation), "cronJobName": manifest["metadata"]["name"]}
 
     def _last_run(self, namespace: str, cron: str) -> dict[str, Any] | None:
         runs = [

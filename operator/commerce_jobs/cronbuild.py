@@ -13,7 +13,7 @@ import hashlib
 from typing import Any
 
 from commerce_jobs.config import OperatorConfig
-from commerce_jobs.jobbuild import API_VERSION, MANAGED_BY, job_manifest
+from commerce_jobs.jobbuild import API_VERSION, MANAGED_BY, controller_reference, job_manifest
 from commerce_jobs.lifecycle import ADOPTED_JOB_ANNOTATION
 
 CRON_LABEL = "commercejobs.dev/cronjob"
@@ -37,15 +37,7 @@ def cronjob_name(name: str) -> str:
 
 
 def _owner(cron: dict[str, Any]) -> dict[str, Any]:
-    meta = cron["metadata"]
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "CommerceCronJob",
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    return controller_reference(cron, "CommerceCronJob")
 
 
 def cronjob_manifest(cron: dict[str, Any], config: OperatorConfig) -> dict[str, Any]:

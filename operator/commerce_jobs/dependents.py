@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from commerce_jobs.jobbuild import controller_reference
 from commerce_jobs.lifecycle import CANCELED
 
 API_VERSION = "commercejobs.dev/v1alpha1"
@@ -45,16 +46,7 @@ def build_dependent(parent: dict[str, Any], item: dict[str, Any]) -> dict[str, A
             # otherwise take its dependents for objects of its own and prune them.
             "labels": {PARENT_LABEL: meta["uid"], "app.kubernetes.io/managed-by": "commerce-jobs"},
             "annotations": {PARENT_ANNOTATION: meta["name"]},
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": "CommerceJob",
-                    "name": meta["name"],
-                    "uid": meta["uid"],
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": [controller_reference(parent, "CommerceJob")],
         },
         "spec": spec,
     }

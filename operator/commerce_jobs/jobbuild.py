@@ -131,18 +131,22 @@ def job_manifest(cjob: dict[str, Any], attempt: int, config: OperatorConfig) -> 
             "namespace": meta["namespace"],
             "labels": labels,
             "annotations": {"commercejobs.dev/commercejob": meta["name"]},
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": "CommerceJob",
-                    "name": meta["name"],
-                    "uid": meta["uid"],
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": [controller_reference(cjob, "CommerceJob")],
         },
         "spec": job_spec,
+    }
+
+
+def controller_reference(owner: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The ownerReference that makes ``owner`` (one of the project's kinds) the controller of an object."""
+    meta = owner["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
     }
 
 

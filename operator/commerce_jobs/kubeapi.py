@@ -12,6 +12,7 @@ from kubernetes.client.exceptions import ApiException
 
 from commerce_jobs.lifecycle import AttemptResult
 from commerce_jobs.output import DEFAULT_MAX_BYTES, tail_of
+from commerce_jobs.workqueue import Requeue
 
 GROUP, VERSION, PLURAL = "commercejobs.dev", "v1alpha1", "commercejobs"
 CONTAINER = "console"
@@ -19,7 +20,7 @@ FIELD_MANAGER = "commerce-jobs"
 log = logging.getLogger(__name__)
 
 
-class Conflict(Exception):
+class Conflict(Requeue):
     """The object changed since the cache saw it; reconcile again from the newer version."""
 
 
@@ -93,10 +94,11 @@ class KubeApi:
     def patch_status(self, namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> dict[str, Any]:
         """A merge patch of the status, conditional on the resourceVersion that the decision was made from."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+        return self._conditional_patch(self.custom.patch_namespaced_custom_object_status, namespace, name, body)
+
+    def _conditional_patch(self, patch: Any, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            result: dict[str, Any] = self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name, body, field_manager=FIELD_MANAGER
-            )
+            result: dict[str, Any] = patch(GROUP, VERSION, namespace, PLURAL, name, body, field_manager=FIELD_MANAGER)
         except ApiException as e:
             if e.status == 409:
                 raise Conflict(f"{namespace}/{name} changed") from e
@@ -153,15 +155,7 @@ class KubeApi:
 
     def patch_spec(self, namespace: str, name: str, resource_version: str, spec: dict[str, Any]) -> dict[str, Any]:
         body = {"metadata": {"resourceVersion": resource_version}, "spec": spec}
-        try:
-            result: dict[str, Any] = self.custom.patch_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, body, field_manager=FIELD_MANAGER
-            )
-        except ApiException as e:
-            if e.status == 409:
-                raise Conflict(f"{namespace}/{name} changed") from e
-            raise
-        return result
+        return self._conditional_patch(self.custom.patch_namespaced_custom_object, namespace, name, body)
 
     def create_commercejob_returning(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Creates a CommerceJob, or returns the one of that name that exists."""

@@ -8,7 +8,8 @@ reconcile, and a failed reconcile is retried with a per-key exponential backoff 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Hashable
+import logging
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -83,3 +84,25 @@ class WorkQueue(Generic[K]):
         if key in self._dirty:
             self._dirty.discard(key)
             self.add(key)
+
+
+class Requeue(Exception):
+    """Raised by a reconcile to look at the key again soon, without counting a failure (e.g. a write conflict)."""
+
+
+async def serve(queue: WorkQueue[K], reconcile: Callable[[K], Awaitable[None]], log: logging.Logger) -> None:
+    """One worker: takes keys for ever; a failure is logged and retried with the key's backoff."""
+    while True:
+        key = await queue.get()
+        try:
+            await reconcile(key)
+        except Requeue:
+            queue.add_after(key, 0.2)
+        except Exception:
+            delay = queue.retry(key)
+            log.exception("reconciling %s failed; retrying in %.1fs", "/".join(map(str, key))
+                          if isinstance(key, tuple) else key, delay)  # fmt: skip
+        else:
+            queue.forget(key)
+        finally:
+            queue.done(key)
