@@ -1,0 +1,41 @@
+"""The commands that need no cluster, run as a user runs them."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "commerce_jobs", *args], capture_output=True, text=True, check=False)
+
+
+def test_crontab_convert_names_each_bad_line_and_still_writes_the_good_ones(tmp_path: Path) -> None:
+    crontab = tmp_path / "crontab"
+    crontab.write_text(
+        "@reboot php bin/console a:b\n*/5 * * * * php bin/console c:d --env=prod\n0 0 * * * ./backup.sh\n"
+    )
+    result = run("crontab", "convert", str(crontab))
+    assert result.returncode == 1
+    assert f"error: {crontab}:1: @reboot has no equivalent" in result.stderr
+    assert f"error: {crontab}:3: not a Symfony console command" in result.stderr
+    (manifest,) = yaml.safe_load_all(result.stdout)
+    assert manifest["spec"] == {"schedule": "*/5 * * * *", "command": "c:d", "params": ["--env=prod"]}
+
+
+def test_import_config_writes_templates() -> None:
+    result = run("import-config", str(REPO / "examples/platform/add_jobs.yaml"), "-n", "shop")
+    assert result.returncode == 0, result.stderr
+    (template,) = yaml.safe_load_all(result.stdout)
+    assert (template["kind"], template["metadata"]["namespace"]) == ("CommerceJobTemplate", "shop")
+
+
+def test_a_bad_operator_configuration_stops_the_operator_at_once(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("queues: {imports: {maxRunning: 0}}\n")
+    result = run("run", f"--config={config}")
+    assert result.returncode == 2
+    assert "invalid configuration: queues.imports.maxRunning must be an integer >= 1" in result.stderr
