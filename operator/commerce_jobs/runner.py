@@ -41,6 +41,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         prefix=PREFIX, key="last-handled-configuration"
     )
     settings.posting.level = logging.WARNING
+    # The resources are known: no watch of CRDs or namespaces (nor the RBAC rights for one).
+    settings.scanning.disabled = True
     # Only the Jobs that the operator made are streamed to it.
     managed = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
     settings.watching.label_selectors["batch", "jobs"] = managed

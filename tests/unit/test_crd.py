@@ -1,16 +1,19 @@
 from pathlib import Path
 
+import pytest
 import yaml
 
 from commerce_jobs import crd
 
-CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "commercejobs.dev_commercejobs.yaml"
+CRDS = Path(__file__).resolve().parents[2] / "crds"
+CRD_FILE = CRDS / "commercejobs.dev_commercejobs.yaml"
 
 
-def test_the_committed_crd_is_the_generated_one() -> None:
-    assert CRD_FILE.read_text() == crd.render(), (
-        "run: python -m commerce_jobs.crd > crds/commercejobs.dev_commercejobs.yaml"
-    )
+@pytest.mark.parametrize("directory", [CRDS, CRDS.parent / "charts" / "commerce-jobs" / "crds"])
+def test_the_committed_crds_are_the_generated_ones(directory: Path) -> None:
+    assert sorted(p.name for p in directory.glob("*.yaml")) == sorted(crd.CRDS)
+    for filename, builder in crd.CRDS.items():
+        assert (directory / filename).read_text() == crd.render(builder), "run: python -m commerce_jobs.crd"
 
 
 def test_names_and_columns_that_users_type_and_read() -> None:
