@@ -60,20 +60,60 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def crds(cluster: Cluster) -> None:
-    kubectl(cluster, "apply", "--server-side", "--force-conflicts", f"--filename={REPO / 'crds'}")
-    kubectl(cluster, "wait", "--for=condition=Established", "--timeout=60s", "crd/commercejobs.commercejobs.dev")
+def crds(request: pytest.FixtureRequest, cluster: Cluster) -> None:
+    if cluster.local is not None:
+        request.getfixturevalue("chart")  # helm installs the chart's CRDs, as in a user's install
+    else:
+        kubectl(cluster, "apply", "--server-side", f"--filename={REPO / 'crds'}")
+    for name in ("commercejobs", "commercejobtemplates", "commercecronjobs"):
+        kubectl(cluster, "wait", "--for=condition=Established", "--timeout=60s", f"crd/{name}.commercejobs.dev")
+
+
+RELEASE = NAMESPACE = "cj-e2e"
 
 
 @pytest.fixture(scope="session")
-def operator(cluster: Cluster, crds: None) -> Iterator[subprocess.Popen[bytes]]:
+def chart(cluster: Cluster) -> str:
+    """The chart, installed with helm as a user would; returns the namespace of the release."""
+    if cluster.local is None:
+        pytest.skip("the chart is installed only into the local control plane")
+    helm = cluster.local.toolchain.path("helm")
+    result = subprocess.run(
+        [str(helm), "upgrade", "--install", RELEASE, str(REPO / "charts" / "commerce-jobs"), f"--namespace={NAMESPACE}",
+         "--create-namespace", f"--kubeconfig={cluster.kubeconfig}", "--wait", "--timeout=3m",
+         "--set=jobDefaults.image=registry.example.com/shop:e2e"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    return NAMESPACE
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(cluster: Cluster, chart: str) -> Path:
+    """A kubeconfig with the token of the chart's ServiceAccount: the operator under test has exactly the chart's
+    RBAC rights, so a verb missing from the chart fails a test."""
+    account = f"{RELEASE}-commerce-jobs"
+    token = kubectl(cluster, "create", "token", account, f"--namespace={chart}", "--duration=4h").stdout.strip()
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    config["users"] = [{"name": account, "user": {"token": token}}]
+    for context in config["contexts"]:
+        context["context"]["user"] = account
+    path = REPO / "test-artifacts" / "operator.kubeconfig"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: Cluster, crds: None, operator_kubeconfig: Path) -> Iterator[subprocess.Popen[bytes]]:
     directory = REPO / "test-artifacts"  # kept after the run: CI prints the operator's log when a test failed
     directory.mkdir(exist_ok=True)
     config = directory / "config.yaml"
     config.write_text(yaml.safe_dump(OPERATOR_CONFIG))
     port = _free_port()
     log = (directory / "operator.log").open("wb")
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "COMMERCE_JOBS_CONFIG": str(config)}
+    env = {**os.environ, "KUBECONFIG": str(operator_kubeconfig), "COMMERCE_JOBS_CONFIG": str(config)}
     proc = subprocess.Popen(
         [
             sys.executable,
