@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install tools test lint unit dev cluster-up cluster-down clean
+.PHONY: install tools test lint unit dev cluster-up cluster-down clean generate
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,3 +39,8 @@ cluster-down: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+
+# Regenerate what is generated (tests fail when these drift): the CRDs (crds/ and the chart's) and manifests/install.yaml.
+generate: install
+	$(BIN)/python -m commerce_jobs.crd
+	$(BIN)/python -m commerce_jobs.devcluster.render
