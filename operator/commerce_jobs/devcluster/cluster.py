@@ -71,10 +71,19 @@ class ClusterState:
 
 
 class LocalCluster:
-    def __init__(self, directory: Path | None = None, toolchain: Toolchain | None = None) -> None:
+    def __init__(
+        self, directory: Path | None = None, toolchain: Toolchain | None = None, audit_policy: Path | None = None
+    ) -> None:
         self.directory = (directory or default_directory()).resolve()
         self.toolchain = toolchain or Toolchain.default()
         self.pki = Pki(self.directory / "pki")
+        # An audit policy makes the apiserver log the requests it selects (to logs/audit.log): the benchmarks count
+        # the operator's requests from it.
+        self.audit_policy = audit_policy
+
+    @property
+    def audit_log(self) -> Path:
+        return self.logs / "audit.log"
 
     # -- paths -------------------------------------------------------------------------------------------------
     @property
@@ -208,6 +217,11 @@ class LocalCluster:
                 "--allow-privileged=true",
                 "--kubelet-preferred-address-types=InternalIP",  # reach kwok's kubelet API for pods/log
                 "--profiling=false",
+                *(
+                    [f"--audit-policy-file={self.audit_policy}", f"--audit-log-path={self.audit_log}"]
+                    if self.audit_policy
+                    else []
+                ),
             ],
         )
         yield (

@@ -1,0 +1,125 @@
+"""Benchmarks of the operator against plain Kubernetes Jobs, on the real local control plane.
+
+    python -m bench                 # sizes 100 and 1000
+    python -m bench --short         # size 20: what CI runs, so that the suite cannot rot
+    python -m bench --sizes 100,1000,5000 --rate 20 --seconds 60
+
+Each size runs, in one fresh cluster:
+  native      2N plain batch/v1 Jobs, created at once, with the same simulated pods: the Job controller and kwok only
+  operator    N CommerceJobs with one dependent each (2N commands), created at once, until all are Finished
+  steady      CommerceJobs at a steady rate: latency from creation to the Job, and from a Job's completion to its
+              dependent
+and reads the operator's API requests from the apiserver's audit log and its peak RSS from /proc. Every time is
+reported with its baseline from the same run (a ratio), since the machine is shared and absolute times drift.
+Results go to bench/results/<time>.json, and a table to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.harness import BenchCluster, percentile
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def run_size(bench: BenchCluster, n: int) -> dict[str, Any]:
+    native_seconds = bench.run_native_jobs(2 * n, prefix=f"native-{n}")
+    audit_before = bench.audit_position()
+    operator_seconds, latencies = bench.run_commercejobs(n, prefix=f"cj-{n}")
+    requests = bench.operator_requests(since=audit_before)
+    writes = {k: v for k, v in requests.items() if k.split()[0] in ("create", "patch", "update", "delete")}
+    return {
+        "size": n,
+        "native_seconds": round(native_seconds, 2),
+        "operator_seconds": round(operator_seconds, 2),
+        "ratio_operator_native": round(operator_seconds / native_seconds, 2),
+        "creation_to_job_ms": latencies,
+        "requests_per_job": {k: round(v / (2 * n), 2) for k, v in sorted(requests.items())},
+        "writes_per_job": round(sum(writes.values()) / (2 * n), 2),
+        "operator_rss_mib": bench.operator_rss_mib(),
+    }
+
+
+def run_steady(bench: BenchCluster, rate: float, seconds: float) -> dict[str, Any]:
+    created, to_job, to_dependent = bench.run_steady(rate, seconds)
+    return {
+        "rate_per_second": rate,
+        "seconds": seconds,
+        "jobs": created,
+        "creation_to_job_ms": _stats(to_job),
+        "completion_to_dependent_ms": _stats(to_dependent),
+    }
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    return {
+        "p50": round(percentile(values, 50), 1),
+        "p95": round(percentile(values, 95), 1),
+        "p99": round(percentile(values, 99), 1),
+        "mean": round(statistics.fmean(values), 1),
+    }
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = ["size | native s | operator s | ratio | writes/job | RSS MiB | create->Job p50/p99 ms"]
+    for r in results["sizes"]:
+        lat = r["creation_to_job_ms"]
+        lines.append(
+            f"{r['size']} | {r['native_seconds']} | {r['operator_seconds']} | {r['ratio_operator_native']} | "
+            f"{r['writes_per_job']} | {r['operator_rss_mib']} | {lat.get('p50')}/{lat.get('p99')}"
+        )
+    steady = results.get("steady")
+    if steady:
+        a, b = steady["creation_to_job_ms"], steady["completion_to_dependent_ms"]
+        lines.append(
+            f"steady {steady['rate_per_second']}/s for {steady['seconds']} s ({steady['jobs']} jobs): "
+            f"create->Job p50 {a.get('p50')} p95 {a.get('p95')} p99 {a.get('p99')} ms; "
+            f"Job done->dependent p50 {b.get('p50')} p95 {b.get('p95')} p99 {b.get('p99')} ms"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--sizes", default="100,1000")
+    parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--short", action="store_true", help="size 20, 10/s for 5 s: a smoke run")
+    args = parser.parse_args(argv)
+    sizes = [20] if args.short else [int(s) for s in args.sizes.split(",")]
+    rate, seconds = (10.0, 5.0) if args.short else (args.rate, args.seconds)
+    started = datetime.now(UTC)
+    with tempfile.TemporaryDirectory(prefix="commerce-jobs-bench-") as tmp, BenchCluster(Path(tmp)) as bench:
+        results: dict[str, Any] = {
+            "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "machine": {"cpus": _cpus(), "python": platform.python_version(), "node": platform.node()},
+            "sizes": [run_size(bench, n) for n in sizes],
+        }
+        results["steady"] = run_steady(bench, rate, seconds)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{started.strftime('%Y%m%dT%H%M%SZ')}{'-short' if args.short else ''}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    print(f"results: {out}")
+    return 0
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""The benchmarks' cluster: the local control plane with an audit log of the operator's requests, and the operator
+running as a real process under its own ServiceAccount (so that its requests can be told from everyone else's)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client, config, watch
+
+from commerce_jobs.devcluster.cluster import LocalCluster
+
+REPO = Path(__file__).resolve().parents[1]
+NAMESPACE = "bench"
+OPERATOR_USER = f"system:serviceaccount:{NAMESPACE}:operator"
+SIM = {"sim.commercejobs.dev/exit-code": "0"}
+GROUP, VERSION = "commercejobs.dev", "v1alpha1"
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [{"level": "Metadata", "users": [OPERATOR_USER]}, {"level": "None"}],
+}
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = max(math.ceil(pct / 100 * len(ordered)) - 1, 0)
+    return ordered[index]
+
+
+class Recorder:
+    """Watches a list call in a thread and records when each event reached us (a client-side clock)."""
+
+    def __init__(self, list_fn: Callable[..., Any], on_event: Callable[[str, dict[str, Any], float], None]) -> None:
+        self.list_fn = list_fn
+        self.on_event = on_event
+        self.stopped = threading.Event()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        self.ready.wait(30)
+
+    def _run(self) -> None:
+        version = self.list_fn()["metadata"]["resourceVersion"]
+        self.ready.set()
+        while not self.stopped.is_set():
+            try:
+                for event in watch.Watch().stream(self.list_fn, resource_version=version, timeout_seconds=5):
+                    obj = event["object"]
+                    version = obj["metadata"]["resourceVersion"]
+                    self.on_event(event["type"], obj, time.monotonic())
+                    if self.stopped.is_set():
+                        return
+            except client.ApiException as e:
+                if e.status == 410:
+                    version = self.list_fn()["metadata"]["resourceVersion"]
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+class BenchCluster:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        policy = directory / "audit-policy.yaml"
+        directory.mkdir(parents=True, exist_ok=True)
+        policy.write_text(yaml.safe_dump(AUDIT_POLICY))
+        self.cluster = LocalCluster(directory / "cluster", audit_policy=policy)
+        self.operator: subprocess.Popen[bytes] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    def __enter__(self) -> BenchCluster:
+        self.cluster.up(build=True)
+        kubectl = self.cluster.kubectl
+        kubectl("apply", "--server-side", f"--filename={REPO / 'crds'}")
+        kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/commercejobs.commercejobs.dev")
+        kubectl("create", "namespace", NAMESPACE)
+        kubectl("create", "serviceaccount", "operator", f"--namespace={NAMESPACE}")
+        kubectl("create", "clusterrolebinding", "bench-operator", "--clusterrole=cluster-admin",
+                f"--serviceaccount={NAMESPACE}:operator")  # fmt: skip
+        self.api = config.new_client_from_config(config_file=str(self.cluster.kubeconfig))
+        self.custom = client.CustomObjectsApi(self.api)
+        self.batch = client.BatchV1Api(self.api)
+        self._wait_default_account()
+        self._start_operator()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.operator is not None:
+            self.operator.terminate()
+            self.operator.wait(30)
+        self.cluster.down()
+
+    def _wait_default_account(self) -> None:
+        core = client.CoreV1Api(self.api)
+        for _ in range(100):
+            if core.list_namespaced_service_account(NAMESPACE, field_selector="metadata.name=default").items:
+                return
+            time.sleep(0.1)  # the ServiceAccount controller creates it within moments; nothing to watch for
+
+    def _start_operator(self) -> None:
+        token = self.cluster.kubectl("create", "token", "operator", f"--namespace={NAMESPACE}", "--duration=8h")
+        kubeconfig = yaml.safe_load(self.cluster.kubeconfig.read_text())
+        kubeconfig["users"] = [{"name": "operator", "user": {"token": token.stdout.strip()}}]
+        for context in kubeconfig["contexts"]:
+            context["context"]["user"] = "operator"
+        path = self.directory / "operator.kubeconfig"
+        path.write_text(yaml.safe_dump(kubeconfig))
+        settings = self.directory / "operator.yaml"
+        settings.write_text(yaml.safe_dump({"jobDefaults": {"image": "registry.example.com/shop:bench"}}))
+        with closing(socket.socket()) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {**os.environ, "KUBECONFIG": str(path), "COMMERCE_JOBS_CONFIG": str(settings)}
+        log = (self.directory / "operator.log").open("wb")
+        self.operator = subprocess.Popen(
+            [sys.executable, "-m", "commerce_jobs", "run", "--standalone", "-A",
+             f"--liveness=http://127.0.0.1:{port}/healthz"],
+            stdout=log, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.2)  # not listening yet
+        raise RuntimeError("the operator did not become healthy")
+
+    # -- measurements ------------------------------------------------------------------------------------------
+    def _list(self, plural: str) -> Callable[..., Any]:
+        return functools.partial(self.custom.list_namespaced_custom_object, GROUP, VERSION, NAMESPACE, plural)
+
+    def run_native_jobs(self, count: int, prefix: str) -> float:
+        done: set[str] = set()
+        finished = threading.Event()
+
+        def on_job(kind: str, job: dict[str, Any], _: float) -> None:
+            name = job["metadata"]["name"]
+            if name.startswith(prefix) and _complete(job):
+                done.add(name)
+                if len(done) >= count:
+                    finished.set()
+
+        recorder = Recorder(self._list_jobs_raw, on_job)
+        start = time.monotonic()
+        for i in range(count):
+            self.batch.create_namespaced_job(NAMESPACE, _native_job(f"{prefix}-{i}"))
+        finished.wait(3600)
+        elapsed = time.monotonic() - start
+        recorder.stop()
+        return elapsed
+
+    def _list_jobs_raw(self, **kwargs: Any) -> Any:
+        if kwargs.get("watch"):
+            kwargs["_preload_content"] = False
+            return self.batch.list_namespaced_job(NAMESPACE, **kwargs)
+        return self.batch.api_client.sanitize_for_serialization(self.batch.list_namespaced_job(NAMESPACE, **kwargs))
+
+    def run_commercejobs(self, n: int, prefix: str) -> tuple[float, dict[str, float]]:
+        finished: set[str] = set()
+        all_done = threading.Event()
+        created_at: dict[str, float] = {}
+        job_seen: dict[str, float] = {}
+
+        def on_cjob(kind: str, obj: dict[str, Any], _: float) -> None:
+            name = obj["metadata"]["name"]
+            if name.startswith(prefix) and (obj.get("status") or {}).get("state") == "Finished":
+                finished.add(name)
+                if len(finished) >= 2 * n:
+                    all_done.set()
+
+        def on_job(kind: str, job: dict[str, Any], when: float) -> None:
+            job_seen.setdefault(job["metadata"]["name"], when)
+
+        cjob_recorder = Recorder(self._list("commercejobs"), on_cjob)
+        job_recorder = Recorder(self._list_jobs_raw, on_job)
+        start = time.monotonic()
+        for i in range(n):
+            name = f"{prefix}-{i}"
+            self._create_cjob(name)
+            created_at[name] = time.monotonic()
+        all_done.wait(3600)
+        elapsed = time.monotonic() - start
+        cjob_recorder.stop()
+        job_recorder.stop()
+        waits = [(job_seen[f"{k}-1"] - t) * 1000 for k, t in created_at.items() if f"{k}-1" in job_seen]
+        stats = {"p50": round(percentile(waits, 50), 1), "p99": round(percentile(waits, 99), 1)} if waits else {}
+        return elapsed, stats
+
+    def _create_cjob(self, name: str) -> None:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "CommerceJob", "metadata": {"name": name},
+            "spec": {"command": "silver:import", "params": ["tmp"], "podAnnotations": SIM,
+                     "dependingJobs": [{"name": "index", "command": "ibexa:commerce:index-econtent-job",
+                                        "podAnnotations": SIM}]},
+        }  # fmt: skip
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "commercejobs", body)
+
+    def run_steady(self, rate: float, seconds: float) -> tuple[int, list[float], list[float]]:
+        created_at: dict[str, float] = {}
+        job_seen: dict[str, float] = {}
+        job_done: dict[str, float] = {}
+        dependent_seen: dict[str, float] = {}
+        complete = threading.Event()
+        total = int(rate * seconds)
+
+        def on_job(kind: str, job: dict[str, Any], when: float) -> None:
+            name = job["metadata"]["name"]
+            job_seen.setdefault(name, when)
+            if _complete(job):
+                job_done.setdefault(name, when)
+
+        def on_cjob(kind: str, obj: dict[str, Any], when: float) -> None:
+            name = obj["metadata"]["name"]
+            if name.startswith("steady-") and name.endswith("-index"):
+                dependent_seen.setdefault(name, when)
+                if len(dependent_seen) >= total:
+                    complete.set()
+
+        job_recorder = Recorder(self._list_jobs_raw, on_job)
+        cjob_recorder = Recorder(self._list("commercejobs"), on_cjob)
+        start = time.monotonic()
+        for i in range(total):
+            due = start + i / rate
+            if (delay := due - time.monotonic()) > 0:
+                time.sleep(delay)  # the load generator's own pacing
+            name = f"steady-{i}"
+            self._create_cjob(name)
+            created_at[name] = time.monotonic()
+        complete.wait(600)
+        job_recorder.stop()
+        cjob_recorder.stop()
+        to_job = [(job_seen[f"{k}-1"] - t) * 1000 for k, t in created_at.items() if f"{k}-1" in job_seen]
+        to_dependent = [
+            (dependent_seen[f"{k}-index"] - job_done[f"{k}-1"]) * 1000
+            for k in created_at
+            if f"{k}-index" in dependent_seen and f"{k}-1" in job_done
+        ]
+        return total, to_job, to_dependent
+
+    def audit_position(self) -> int:
+        log = self.cluster.audit_log
+        return log.stat().st_size if log.exists() else 0
+
+    def operator_requests(self, since: int) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        with self.cluster.audit_log.open() as f:
+            f.seek(since)
+            for line in f:
+                event = json.loads(line)
+                # A streamed response (a log, a watch) is audited when it starts and when it ends: count it once.
+                if event.get("stage") != "ResponseComplete" or event.get("user", {}).get("username") != OPERATOR_USER:
+                    continue
+                ref = event.get("objectRef") or {}
+                resource = ref.get("resource", event.get("requestURI", "?"))
+                if ref.get("subresource"):
+                    resource += "/" + ref["subresource"]
+                counts[f"{event['verb']} {resource}"] += 1
+        return counts
+
+    def operator_rss_mib(self) -> float:
+        if self.operator is None:
+            return 0.0
+        for line in Path(f"/proc/{self.operator.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+        return 0.0
+
+
+def _complete(job: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Complete" and c.get("status") == "True"
+               for c in (job.get("status") or {}).get("conditions") or [])  # fmt: skip
+
+
+def _native_job(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+        "spec": {"backoffLimit": 0, "template": {
+            "metadata": {"annotations": SIM},
+            "spec": {"restartPolicy": "Never",
+                     "containers": [{"name": "console", "image": "registry.example.com/shop:bench",
+                                     "command": ["php", "bin/console", "silver:import", "tmp"]}]},
+        }},
+    }  # fmt: skip
