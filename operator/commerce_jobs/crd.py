@@ -36,14 +36,14 @@ def _strings(description: str, max_items: int, max_length: int) -> dict[str, Any
     return {"type": "array", "description": description, "maxItems": max_items, "items": _string("", max_length)}
 
 
-def _objects(description: str, max_items: int = 64) -> dict[str, Any]:
-    """A list of Kubernetes objects whose schema the apiserver checks when the operator creates the Job."""
-    return {
-        "type": "array",
-        "description": description,
-        "maxItems": max_items,
-        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-    }
+def _objects(description: str, max_items: int = 64, key: str | None = None) -> dict[str, Any]:
+    """A list of Kubernetes objects whose schema the apiserver checks when the operator creates the Job; ``key`` is
+    the field that the operator merges them by, so it is required here already."""
+    items: dict[str, Any] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    if key:
+        items["required"] = [key]
+        items["properties"] = {key: _string("", 4096, minLength=1)}
+    return {"type": "array", "description": description, "maxItems": max_items, "items": items}
 
 
 def _string_map(description: str) -> dict[str, Any]:
@@ -117,10 +117,15 @@ def job_properties() -> dict[str, Any]:
         "imagePullPolicy": {"type": "string", "enum": ["Always", "IfNotPresent", "Never"]},
         "consoleCommand": _strings("How the console is started. Default: [php, bin/console].", 16, 1024),
         "workingDir": _string("The container's working directory, e.g. /var/www/html.", 1024),
-        "env": _objects("Environment variables (core/v1 EnvVar), merged by name over the operator's defaults."),
+        "env": _objects(
+            "Environment variables (core/v1 EnvVar), merged by name over the operator's defaults.", key="name"
+        ),
         "envFrom": _objects("Sources of environment variables (core/v1 EnvFromSource), e.g. the database secret."),
-        "volumes": _objects("Volumes of the pod (core/v1 Volume), merged by name over the defaults."),
-        "volumeMounts": _objects("Volume mounts of the container (core/v1 VolumeMount), merged by name."),
+        "volumes": _objects("Volumes of the pod (core/v1 Volume), merged by name over the defaults.", key="name"),
+        "volumeMounts": _objects(
+            "Volume mounts of the container (core/v1 VolumeMount), merged by mountPath over the defaults.",
+            key="mountPath",
+        ),
         "resources": {
             "type": "object",
             "description": "Requests and limits of the container (core/v1 ResourceRequirements).",

@@ -32,8 +32,9 @@ REPLACED_FIELDS = (
     "image", "consoleCommand", "workingDir", "resources", "serviceAccountName", "nodeSelector", "tolerations",
     "imagePullSecrets", "imagePullPolicy", "podSecurityContext", "securityContext",
 )  # fmt: skip
-# List fields merged by name: the job's entries override the defaults' entries of the same name.
-MERGED_BY_NAME = ("env", "volumes", "volumeMounts")
+# List fields merged by key: the job's entries override the defaults' entries with the same key. Mounts are keyed by
+# mountPath, not name: one volume is often mounted twice (var/cache and var/log from subPaths of one emptyDir).
+MERGED_BY_KEY = {"env": "name", "volumes": "name", "volumeMounts": "mountPath"}
 
 
 class InvalidSpec(ValueError):
@@ -46,11 +47,11 @@ def effective_spec(spec: dict[str, Any], defaults: dict[str, Any]) -> dict[str, 
     for name in REPLACED_FIELDS:
         if spec.get(name) not in (None, "", [], {}):
             merged[name] = copy.deepcopy(spec[name])
-    for name in MERGED_BY_NAME:
-        by_name = {item["name"]: item for item in defaults.get(name) or []}
-        by_name.update({item["name"]: item for item in spec.get(name) or []})
-        if by_name:
-            merged[name] = copy.deepcopy(list(by_name.values()))
+    for name, key in MERGED_BY_KEY.items():
+        by_key = _keyed(f"jobDefaults.{name}", key, defaults.get(name))
+        by_key.update(_keyed(f"spec.{name}", key, spec.get(name)))
+        if by_key:
+            merged[name] = copy.deepcopy(list(by_key.values()))
     # envFrom entries have no name: the defaults' come first, so the job's win on duplicate keys (later wins).
     env_from = list(defaults.get("envFrom") or []) + list(spec.get("envFrom") or [])
     if env_from:
@@ -63,6 +64,17 @@ def effective_spec(spec: dict[str, Any], defaults: dict[str, Any]) -> dict[str, 
         if name in spec:
             merged[name] = copy.deepcopy(spec[name])
     return merged
+
+
+def _keyed(where: str, key: str, items: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    # The schema keeps these items as free-form objects (the apiserver checks them only in the Job), so an item
+    # without its key reaches us: fail the job with a message rather than the reconcile with a KeyError.
+    by_key: dict[str, dict[str, Any]] = {}
+    for index, item in enumerate(items or []):
+        if not isinstance(item, dict) or not isinstance(item.get(key), str) or not item[key]:
+            raise InvalidSpec(f"{where}[{index}] has no {key}")
+        by_key[item[key]] = item
+    return by_key
 
 
 def job_name(cjob_name: str, attempt: int) -> str:

@@ -21,10 +21,15 @@ def cjob(name: str = "import", **spec: object) -> dict:
     }
 
 
+HOSTILE_PARAMS = [
+    "; rm -rf /", "$(whoami)", "`id`", "a b", "new\nline", "'single'", '"double"', "\\", "&& true | cat > x",
+    "*", "~", "", "-", "--env=prod", "ünïcødé 😀", "x" * 4096,
+]  # fmt: skip
+
+
 def test_the_command_is_an_argv_list_never_a_shell_string() -> None:
-    params = ["; rm -rf /", "$(whoami)", "a b", "new\nline"]
-    container = job_manifest(cjob(params=params), 1, CONFIG)["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["php", "bin/console", "silver:import", *params]
+    container = job_manifest(cjob(params=HOSTILE_PARAMS), 1, CONFIG)["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["php", "bin/console", "silver:import", *HOSTILE_PARAMS]
     assert "args" not in container
 
 
@@ -86,3 +91,28 @@ def test_pods_are_restricted_unless_loosened() -> None:
 def test_a_job_without_an_image_anywhere_is_invalid() -> None:
     with pytest.raises(InvalidSpec, match="no image"):
         job_manifest(cjob(), 1, OperatorConfig())
+
+
+def test_mounts_of_one_volume_at_two_paths_both_survive_the_merge() -> None:
+    mounts = [
+        {"name": "var", "mountPath": "/var/www/var/cache", "subPath": "cache"},
+        {"name": "var", "mountPath": "/var/www/var/log", "subPath": "log"},
+    ]
+    job_mount = {"name": "logs", "mountPath": "/var/www/var/log"}
+    spec = effective_spec({"command": "x", "volumeMounts": [job_mount]}, {"image": "shop:1", "volumeMounts": mounts})
+    assert spec["volumeMounts"] == [mounts[0], job_mount]  # the job's mount replaces the default at its path
+
+
+@pytest.mark.parametrize(
+    ("spec", "defaults", "message"),
+    [
+        ({"env": [{"value": "x"}]}, {}, r"spec\.env\[0\] has no name"),
+        ({}, {"volumes": [{"emptyDir": {}}]}, r"jobDefaults\.volumes\[0\] has no name"),
+        ({"volumeMounts": [{"name": "var"}]}, {}, r"spec\.volumeMounts\[0\] has no mountPath"),
+    ],
+)
+def test_list_items_without_their_key_make_the_spec_invalid_not_the_reconcile_crash(
+    spec: dict, defaults: dict, message: str
+) -> None:
+    with pytest.raises(InvalidSpec, match=message):
+        job_manifest(cjob(**spec), 1, OperatorConfig(job_defaults={"image": "shop:1", **defaults}))
