@@ -60,6 +60,33 @@ def run_steady(bench: BenchCluster, rate: float, seconds: float) -> dict[str, An
     }
 
 
+def run_present(bench: BenchCluster, n: int) -> dict[str, Any]:
+    """N finished CommerceJobs present: a restart's time and writes, the memory it takes, and their clean-up."""
+    bench.wait_all_final()
+    bench.stop_operator()
+    bench.populate_finished(n, prefix=f"done-{n}")
+    audit = bench.audit_position()
+    healthy = bench.restart_operator()
+    to_work = bench.time_to_first_job(f"probe-{n}")  # its own Job comes after the backlog of n keys
+    restart_writes = bench.operator_writes(audit, exclude=f"probe-{n}")
+    rss = bench.operator_rss_mib()
+    per_call, interval = 100, 1
+    bench.restart_operator({"retention": {"maxRetentionSucceeded": "1s", "maxRetention": "1s",
+                                          "perCall": per_call, "intervalSeconds": interval}})  # fmt: skip
+    cleanup = bench.wait_deleted(f"done-{n}")
+    bench.restart_operator()
+    return {
+        "present": n,
+        "restart_to_healthy_seconds": round(healthy, 2),
+        "restart_to_new_job_seconds": round(to_work, 2),
+        "restart_writes": restart_writes,
+        "operator_rss_mib": rss,
+        "cleanup_seconds": round(cleanup, 1),
+        "cleanup_per_call": per_call,
+        "cleanup_interval_seconds": interval,
+    }
+
+
 def _stats(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
@@ -87,6 +114,13 @@ def table(results: dict[str, Any]) -> str:
             f"create->Job p50 {a.get('p50')} p95 {a.get('p95')} p99 {a.get('p99')} ms; "
             f"Job done->dependent p50 {b.get('p50')} p95 {b.get('p95')} p99 {b.get('p99')} ms"
         )
+    for p in results.get("present", []):
+        lines.append(
+            f"{p['present']} finished present: RSS {p['operator_rss_mib']} MiB; restart healthy in "
+            f"{p['restart_to_healthy_seconds']} s, new work after {p['restart_to_new_job_seconds']} s, "
+            f"{p['restart_writes']} writes; clean-up of all in {p['cleanup_seconds']} s "
+            f"({p['cleanup_per_call']} per round, rounds {p['cleanup_interval_seconds']} s apart)"
+        )
     return "\n".join(lines)
 
 
@@ -95,9 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="100,1000")
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--present", default="1000,10000", help="finished jobs present for restart/memory/clean-up")
     parser.add_argument("--short", action="store_true", help="size 20, 10/s for 5 s: a smoke run")
     args = parser.parse_args(argv)
     sizes = [20] if args.short else [int(s) for s in args.sizes.split(",")]
+    present = [200] if args.short else [int(s) for s in args.present.split(",")]
     rate, seconds = (10.0, 5.0) if args.short else (args.rate, args.seconds)
     started = datetime.now(UTC)
     with tempfile.TemporaryDirectory(prefix="commerce-jobs-bench-") as tmp, BenchCluster(Path(tmp)) as bench:
@@ -107,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             "sizes": [run_size(bench, n) for n in sizes],
         }
         results["steady"] = run_steady(bench, rate, seconds)
+        results["present"] = [run_present(bench, n) for n in present]
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{started.strftime('%Y%m%dT%H%M%SZ')}{'-short' if args.short else ''}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")

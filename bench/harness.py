@@ -113,7 +113,77 @@ class BenchCluster:
                 return
             time.sleep(0.1)  # the ServiceAccount controller creates it within moments; nothing to watch for
 
-    def _start_operator(self) -> None:
+    def restart_operator(self, settings: dict[str, Any] | None = None) -> float:
+        """Stops the operator and starts it again (with these settings); returns the seconds until it is healthy."""
+        if self.operator is not None:
+            self.operator.terminate()
+            self.operator.wait(30)
+        start = time.monotonic()
+        self._start_operator(settings)
+        return time.monotonic() - start
+
+    def stop_operator(self) -> None:
+        if self.operator is not None:
+            self.operator.terminate()
+            self.operator.wait(30)
+            self.operator = None
+
+    def populate_finished(self, count: int, prefix: str, output_bytes: int = 1024) -> None:
+        """Creates finished CommerceJobs as the operator would have left them, with an output each."""
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        output = ("x" * 79 + "\n") * (output_bytes // 80)
+        for i in range(count):
+            name = f"{prefix}-{i}"
+            self.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "commercejobs", {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": "CommerceJob", "metadata": {"name": name},
+                "spec": {"command": "silver:import", "params": ["tmp"]},
+            })  # fmt: skip
+            status = {"state": "Finished", "attempts": 1, "exitCode": 0, "startTime": now, "completionTime": now,
+                      "output": output, "reason": "Completed", "message": "silver:import succeeded",
+                      "conditions": [{"type": "Succeeded", "status": "True", "reason": "Completed",
+                                      "message": "silver:import succeeded", "lastTransitionTime": now}]}  # fmt: skip
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, NAMESPACE, "commercejobs", name, {"status": status}
+            )
+
+    def time_to_first_job(self, name: str) -> float:
+        """Seconds from creating one CommerceJob until its Job exists: how long a (re)started operator takes to
+        get through its backlog to new work."""
+        seen = threading.Event()
+
+        def on_job(kind: str, job: dict[str, Any], _: float) -> None:
+            if job["metadata"]["name"] == f"{name}-1":
+                seen.set()
+
+        recorder = Recorder(self._list_jobs_raw, on_job)
+        start = time.monotonic()
+        self._create_cjob(name)
+        seen.wait(1800)
+        recorder.stop()
+        return time.monotonic() - start
+
+    def wait_all_final(self, timeout: float = 3600) -> None:
+        """Until every CommerceJob is final, so that the next measurement sees no earlier work."""
+        final = {"Finished", "Failed", "Terminated", "Canceled", "Incomplete"}
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            items = self.custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "commercejobs")["items"]
+            if all((o.get("status") or {}).get("state") in final for o in items):
+                return
+            time.sleep(1)  # a benchmark's coarse poll of a bulk outcome
+        raise TimeoutError("CommerceJobs still running")
+
+    def wait_deleted(self, prefix: str, timeout: float = 3600) -> float:
+        """Seconds until no CommerceJob whose name starts with prefix is left."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            items = self.custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "commercejobs")["items"]
+            if not any(o["metadata"]["name"].startswith(prefix) for o in items):
+                return time.monotonic() - start
+            time.sleep(1)  # a benchmark's coarse poll of a bulk outcome; each deletion is the operator's doing
+        raise TimeoutError(f"{prefix}* still exist")
+
+    def _start_operator(self, extra: dict[str, Any] | None = None) -> None:
         token = self.cluster.kubectl("create", "token", "operator", f"--namespace={NAMESPACE}", "--duration=8h")
         kubeconfig = yaml.safe_load(self.cluster.kubeconfig.read_text())
         kubeconfig["users"] = [{"name": "operator", "user": {"token": token.stdout.strip()}}]
@@ -122,7 +192,9 @@ class BenchCluster:
         path = self.directory / "operator.kubeconfig"
         path.write_text(yaml.safe_dump(kubeconfig))
         settings = self.directory / "operator.yaml"
-        settings.write_text(yaml.safe_dump({"jobDefaults": {"image": "registry.example.com/shop:bench"}}))
+        settings.write_text(
+            yaml.safe_dump({"jobDefaults": {"image": "registry.example.com/shop:bench"}, **(extra or {})})
+        )
         with closing(socket.socket()) as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -258,7 +330,14 @@ class BenchCluster:
         log = self.cluster.audit_log
         return log.stat().st_size if log.exists() else 0
 
-    def operator_requests(self, since: int) -> Counter[str]:
+    def operator_writes(self, since: int, exclude: str = "") -> int:
+        writes = 0
+        for request, count in self.operator_requests(since, exclude).items():
+            if request.split()[0] in ("create", "patch", "update", "delete"):
+                writes += count
+        return writes
+
+    def operator_requests(self, since: int, exclude: str = "") -> Counter[str]:
         counts: Counter[str] = Counter()
         with self.cluster.audit_log.open() as f:
             f.seek(since)
@@ -268,6 +347,8 @@ class BenchCluster:
                 if event.get("stage") != "ResponseComplete" or event.get("user", {}).get("username") != OPERATOR_USER:
                     continue
                 ref = event.get("objectRef") or {}
+                if exclude and (ref.get("name") or "").startswith(exclude):
+                    continue
                 resource = ref.get("resource", event.get("requestURI", "?"))
                 if ref.get("subresource"):
                     resource += "/" + ref["subresource"]
