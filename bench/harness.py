@@ -15,6 +15,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,8 @@ class BenchCluster:
         """Creates finished CommerceJobs as the operator would have left them, with an output each."""
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         output = ("x" * 79 + "\n") * (output_bytes // 80)
-        for i in range(count):
+
+        def one(i: int) -> None:
             name = f"{prefix}-{i}"
             self.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "commercejobs", {
                 "apiVersion": f"{GROUP}/{VERSION}", "kind": "CommerceJob", "metadata": {"name": name},
@@ -145,6 +147,9 @@ class BenchCluster:
             self.custom.patch_namespaced_custom_object_status(
                 GROUP, VERSION, NAMESPACE, "commercejobs", name, {"status": status}
             )
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(one, range(count)))
 
     def time_to_first_job(self, name: str) -> float:
         """Seconds from creating one CommerceJob until its Job exists: how long a (re)started operator takes to

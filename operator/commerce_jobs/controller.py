@@ -230,8 +230,8 @@ class CommerceJobController:
         while True:
             changed.clear()
             now = datetime.now(UTC)
-            candidates = [j for j in self.cjobs.values() if j["metadata"]["uid"] not in self._deleting]
             try:
+                candidates = [j for j in self.cjobs.values() if j["metadata"]["uid"] not in self._deleting]
                 due, upcoming = retention.plan(candidates, policy, now)
             except Exception:  # a bad object must not end the clean-up for everyone
                 log.exception("retention: planning failed; trying again in %.0fs", interval)

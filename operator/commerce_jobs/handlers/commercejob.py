@@ -1,4 +1,7 @@
-"""Watch handlers: each event only updates the controller's cache and queues the CommerceJob it concerns."""
+"""Watch handlers: each event only updates the controller's cache and queues the CommerceJob it concerns.
+
+They are coroutines on purpose: kopf runs plain functions in a thread pool, and the caches are only ever touched
+from the event loop's thread (the workers read them there, between their awaits)."""
 
 from __future__ import annotations
 
@@ -13,30 +16,30 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "commerce-jobs"}
 
 
 @kopf.on.event("commercejobs.dev", "v1alpha1", "commercejobs")
-def commercejob_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def commercejob_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     controller: CommerceJobController = memo.controller
     controller.observe_commercejob(type, dict(body))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED_BY)
-def job_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def job_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     controller: CommerceJobController = memo.controller
     controller.observe_job(type, dict(body))
 
 
 @kopf.on.event("", "v1", "pods", labels=MANAGED_BY)
-def pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     controller: CommerceJobController = memo.controller
     controller.observe_pod(type, dict(body))
 
 
 @kopf.on.event("commercejobs.dev", "v1alpha1", "commercecronjobs")
-def commercecronjob_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def commercecronjob_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     crons: CronController = memo.crons
     crons.observe_cron(type, dict(body))
 
 
 @kopf.on.event("batch", "v1", "cronjobs", labels=MANAGED_BY)
-def cronjob_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def cronjob_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     crons: CronController = memo.crons
     crons.observe_cronjob(type, dict(body))
