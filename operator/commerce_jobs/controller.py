@@ -258,6 +258,9 @@ class CommerceJobController:
             timeout = max((upcoming - now).total_seconds(), 0.0) if upcoming else None
             with contextlib.suppress(TimeoutError):  # on time-out, the next tree expired
                 await asyncio.wait_for(changed.wait(), timeout)
+            # Plan at most once a second: a restart replays thousands of finished jobs, each of which wakes this
+            # loop, and planning walks the whole cache.
+            await asyncio.sleep(max(0.0, 1.0 - (datetime.now(UTC) - now).total_seconds()))
 
     async def stop(self) -> None:
         for task in self._tasks:
