@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -93,18 +92,12 @@ def job_view(body: dict[str, Any]) -> JobView | None:
     )
 
 
-@dataclass
-class Admission:
-    """Per-queue limits of concurrently running jobs, over every namespace that the operator watches."""
-
-    limits: Callable[[str], int | None]
-
-    @staticmethod
-    def order(cjob: dict[str, Any]) -> tuple[int, str, str]:
-        # Higher priority first, then first come, first served (as JMS: priority, then id).
-        spec = cjob.get("spec") or {}
-        meta = cjob["metadata"]
-        return (-int(spec.get("priority", 0)), meta.get("creationTimestamp", ""), meta["name"])
+def admission_order(cjob: dict[str, Any]) -> tuple[int, str, str]:
+    """The order in which waiting jobs of a queue start: higher priority first, then first come, first served
+    (as JMS: priority, then id)."""
+    spec = cjob.get("spec") or {}
+    meta = cjob["metadata"]
+    return (-int(spec.get("priority", 0)), meta.get("creationTimestamp", ""), meta["name"])
 
 
 class CommerceJobController:
@@ -285,7 +278,7 @@ class CommerceJobController:
             if state == lifecycle.RUNNING or other_key in self.admitted:
                 running += 1
             elif state in (None, lifecycle.PENDING) and not spec.get("cancel"):
-                waiting.append((Admission.order(other), other_key))
+                waiting.append((admission_order(other), other_key))
         free = limit - running
         if free <= 0:
             return False
@@ -337,7 +330,7 @@ class CommerceJobController:
             self.adoptions.pop(key, None)
             log.warning("%s/%s: a scheduled Job whose CommerceCronJob is gone; left alone", *key)
             return
-        run = await asyncio.to_thread(self.api.create_commercejob_returning, build_adopted_run(cron, job))
+        run = await asyncio.to_thread(self.api.create_commercejob, build_adopted_run(cron, job))
         await asyncio.to_thread(self.api.add_job_owner, job, run)
         self.adoptions.pop(key, None)
         log.info("%s/%s: scheduled run of %s recorded as a CommerceJob", key[0], key[1], cron["metadata"]["name"])
@@ -423,11 +416,10 @@ class CommerceJobController:
             items = (cjob.get("spec") or {}).get("dependingJobs") or []
             # Dependents first, status second: a crash in between re-runs this step, and their fixed names make
             # the second creation a no-op, so each dependent is created exactly once.
-            for item in items:
-                await asyncio.to_thread(self.api.create_commercejob, build_dependent(cjob, item))
-            status["dependents"] = [
-                {"name": build_dependent(cjob, item)["metadata"]["name"], "state": "Created"} for item in items
-            ]
+            dependents = [build_dependent(cjob, item) for item in items]
+            for dependent in dependents:
+                await asyncio.to_thread(self.api.create_commercejob, dependent)
+            status["dependents"] = [{"name": d["metadata"]["name"], "state": "Created"} for d in dependents]
         elif decision.cancel_dependents:
             status["dependents"] = canceled_tree(name, (cjob.get("spec") or {}).get("dependingJobs") or [])
 

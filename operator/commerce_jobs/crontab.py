@@ -14,7 +14,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-API_VERSION = "commercejobs.dev/v1alpha1"
+from commerce_jobs.jobbuild import API_VERSION
+
 MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 # Field name, lowest and highest value, as Kubernetes' cron parser (robfig/cron, standard syntax) accepts them.
 FIELDS = [("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 6)]

@@ -5,10 +5,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from commerce_jobs.jobbuild import controller_reference
+from commerce_jobs.jobbuild import API_VERSION, controller_reference
 from commerce_jobs.lifecycle import CANCELED
 
-API_VERSION = "commercejobs.dev/v1alpha1"
 PARENT_LABEL = "commercejobs.dev/parent-uid"
 PARENT_ANNOTATION = "commercejobs.dev/parent"
 MAX_NAME = 253

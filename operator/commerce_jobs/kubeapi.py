@@ -105,15 +105,6 @@ class KubeApi:
             raise
         return result
 
-    def create_commercejob(self, manifest: dict[str, Any]) -> None:
-        try:
-            self.custom.create_namespaced_custom_object(
-                GROUP, VERSION, manifest["metadata"]["namespace"], PLURAL, manifest, field_manager=FIELD_MANAGER
-            )
-        except ApiException as e:
-            if e.status != 409:
-                raise
-
     def delete_commercejob(self, namespace: str, name: str, uid: str) -> bool:
         """Deletes a CommerceJob (its Jobs, pods and dependents follow through ownerReferences), only if it is still
         the one that was judged expired (same uid). False when it was already gone."""
@@ -157,7 +148,7 @@ class KubeApi:
         body = {"metadata": {"resourceVersion": resource_version}, "spec": spec}
         return self._conditional_patch(self.custom.patch_namespaced_custom_object, namespace, name, body)
 
-    def create_commercejob_returning(self, manifest: dict[str, Any]) -> dict[str, Any]:
+    def create_commercejob(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Creates a CommerceJob, or returns the one of that name that exists."""
         namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         try:

@@ -18,7 +18,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-API_VERSION = "commercejobs.dev/v1alpha1"
+from commerce_jobs.jobbuild import API_VERSION
+
 ADD_JOBS = re.compile(r"^siso_control_center\.([^.]+)\.add_jobs$")
 
 
