@@ -106,6 +106,9 @@ class CommerceJobController:
         self.config = config
         self.workers = workers
         self.cjobs: dict[Key, dict[str, Any]] = {}
+        # The jobs of each queue that are not final yet: admission walks these, not the whole cache (which holds
+        # every finished job until retention deletes it, 10,000s of them).
+        self.live_by_queue: dict[str, set[Key]] = {}
         self.jobs: dict[Key, dict[int, JobView]] = {}
         self.queue: WorkQueue[Key] = WorkQueue()
         # Jobs admitted to their queue whose Running state the cache has not seen yet.
@@ -129,7 +132,7 @@ class CommerceJobController:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         if event_type == "DELETED":
             self._deleting.discard(body["metadata"].get("uid", ""))
-            self.cjobs.pop(key, None)
+            self._cache_drop(key)
             self.jobs.pop(key, None)
             self.pod_problems.pop(key, None)
             self.admitted.discard(key)
@@ -143,11 +146,24 @@ class CommerceJobController:
         old = self.cjobs.get(key)
         if old and _rv(old) == _rv(trimmed):
             return  # our own write, already in the cache
-        self.cjobs[key] = trimmed
+        self._cache_put(key, trimmed)
         self.queue.add(key)
         state = trimmed["status"].get("state")
         if state in lifecycle.FINAL_STATES and (old or {}).get("status", {}).get("state") != state:
             self._notify_retention()
+
+    def _cache_put(self, key: Key, cjob: dict[str, Any]) -> None:
+        old = self.cjobs.get(key)
+        if old is not None:
+            self.live_by_queue.get(_queue_of(old), set()).discard(key)
+        self.cjobs[key] = cjob
+        if (cjob.get("status") or {}).get("state") not in lifecycle.FINAL_STATES:
+            self.live_by_queue.setdefault(_queue_of(cjob), set()).add(key)
+
+    def _cache_drop(self, key: Key) -> None:
+        old = self.cjobs.pop(key, None)
+        if old is not None:
+            self.live_by_queue.get(_queue_of(old), set()).discard(key)
 
     def observe_job(self, event_type: str | None, body: dict[str, Any]) -> None:
         meta = body.get("metadata") or {}
@@ -264,16 +280,15 @@ class CommerceJobController:
     def _is_admitted(self, key: Key, cjob: dict[str, Any]) -> bool:
         if key in self.admitted:
             return True
-        queue = (cjob.get("spec") or {}).get("queue", "default")
+        queue = _queue_of(cjob)
         limit = self.config.queue_limit(queue)
         if limit is None:
             return True
         running = 0
         waiting: list[tuple[tuple[int, str, str], Key]] = []
-        for other_key, other in self.cjobs.items():
+        for other_key in self.live_by_queue.get(queue, ()):
+            other = self.cjobs[other_key]
             spec = other.get("spec") or {}
-            if spec.get("queue", "default") != queue:
-                continue
             state = (other.get("status") or {}).get("state")
             if state == lifecycle.RUNNING or other_key in self.admitted:
                 running += 1
@@ -287,9 +302,8 @@ class CommerceJobController:
 
     def _wake_queue(self, queue: str) -> None:
         """A slot of this queue became free: let the jobs waiting for one decide again."""
-        for key, other in self.cjobs.items():
-            spec = other.get("spec") or {}
-            if spec.get("queue", "default") == queue and (other.get("status") or {}).get("state") in (None, "Pending"):
+        for key in self.live_by_queue.get(queue, ()):
+            if (self.cjobs[key].get("status") or {}).get("state") in (None, lifecycle.PENDING):
                 self.queue.add(key)
 
     async def reconcile(self, key: Key) -> None:
@@ -308,7 +322,9 @@ class CommerceJobController:
         state = (cjob.get("status") or {}).get("state")
         if state == lifecycle.RUNNING or state in lifecycle.FINAL_STATES:
             self.admitted.discard(key)
-        admitted = self._is_admitted(key, cjob)
+        if state in lifecycle.FINAL_STATES:
+            return  # nothing left to do; a restart replays thousands of these
+        admitted = state in (None, lifecycle.PENDING) and self._is_admitted(key, cjob)
         attempts = int((cjob.get("status") or {}).get("attempts") or 0)
         known = self.pod_problems.get(key)
         problem = known[1] if known and known[0] == attempts else None
@@ -352,7 +368,7 @@ class CommerceJobController:
         updated = await asyncio.to_thread(
             self.api.patch_spec, namespace, name, cjob["metadata"]["resourceVersion"], fields
         )
-        self.cjobs[key] = trim_commercejob(updated)
+        self._cache_put(key, trim_commercejob(updated))
         self.queue.add(key)
 
     async def _execute(self, key: Key, cjob: dict[str, Any], decision: Decision, now: datetime) -> None:
@@ -444,7 +460,7 @@ class CommerceJobController:
             self.api.patch_status, namespace, name, cjob["metadata"]["resourceVersion"], status
         )
         # The patch's answer is newer than the cache: keep it, so the next decision starts from it.
-        self.cjobs[key] = trim_commercejob(updated)
+        self._cache_put(key, trim_commercejob(updated))
         if status.get("state") in lifecycle.FINAL_STATES:
             self._notify_retention()
         if event:
@@ -456,6 +472,10 @@ class CommerceJobController:
     def _job_name(cjob: dict[str, Any], attempt: int) -> str | None:
         status = cjob.get("status") or {}
         return status.get("jobName") if int(status.get("attempts") or 0) == attempt else None
+
+
+def _queue_of(cjob: dict[str, Any]) -> str:
+    return str((cjob.get("spec") or {}).get("queue", "default"))
 
 
 def _rv(obj: dict[str, Any]) -> str:

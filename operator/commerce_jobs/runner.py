@@ -48,6 +48,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.label_selectors["batch", "jobs"] = managed
     settings.watching.label_selectors["v1", "pods"] = managed
     settings.watching.label_selectors["batch", "cronjobs"] = managed
+    # The initial LIST comes in pages: 10,000 finished jobs with their output tails, parsed at once, would be the
+    # operator's peak memory.
+    settings.watching.chunk_size = 500
     # Watches that go quiet behind a proxy are restarted instead of hanging for ever.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
