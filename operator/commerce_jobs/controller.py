@@ -147,9 +147,13 @@ class CommerceJobController:
         if old and _rv(old) == _rv(trimmed):
             return  # our own write, already in the cache
         self._cache_put(key, trimmed)
-        self.queue.add(key)
         state = trimmed["status"].get("state")
-        if state in lifecycle.FINAL_STATES and (old or {}).get("status", {}).get("state") != state:
+        if state not in lifecycle.FINAL_STATES:
+            self.queue.add(key)
+            return
+        # A final job needs no reconcile: a restart replays thousands of them, and only retention cares.
+        self.admitted.discard(key)
+        if (old or {}).get("status", {}).get("state") != state:
             self._notify_retention()
 
     def _cache_put(self, key: Key, cjob: dict[str, Any]) -> None:

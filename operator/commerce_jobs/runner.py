@@ -51,6 +51,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # The initial LIST comes in pages: 10,000 finished jobs with their output tails, parsed at once, would be the
     # operator's peak memory.
     settings.watching.chunk_size = 500
+    # kopf keeps a task per object for idle_timeout after its last event. At a restart every object has an event at
+    # once, so with the default 5 s all 10,000 tasks lived together: 189 MiB peak, against 130 MiB with 0.1 s.
+    settings.queueing.idle_timeout = 0.1
     # Watches that go quiet behind a proxy are restarted instead of hanging for ever.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
