@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, Any] = {
             "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "machine": {"cpus": _cpus(), "python": platform.python_version(), "node": platform.node()},
+            "commit": _commit(),
             "sizes": [run_size(bench, n) for n in sizes],
         }
         results["steady"] = run_steady(bench, rate, seconds)
@@ -150,6 +151,16 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     print(f"results: {out}")
     return 0
+
+
+def _commit() -> str:
+    """The commit measured, with "+dirty" when the work tree had changes."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=RESULTS.parent, check=False).stdout
+
+    return git("rev-parse", "--short", "HEAD").strip() + ("+dirty" if git("status", "--porcelain").strip() else "")
 
 
 def _cpus() -> int:
