@@ -76,12 +76,14 @@ class Recorder:
 
 
 class BenchCluster:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, controller_manager_qps: int | None = None) -> None:
         self.directory = directory
         policy = directory / "audit-policy.yaml"
         directory.mkdir(parents=True, exist_ok=True)
         policy.write_text(yaml.safe_dump(AUDIT_POLICY))
-        self.cluster = LocalCluster(directory / "cluster", audit_policy=policy)
+        self.cluster = LocalCluster(
+            directory / "cluster", audit_policy=policy, controller_manager_qps=controller_manager_qps
+        )
         self.operator: subprocess.Popen[bytes] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------

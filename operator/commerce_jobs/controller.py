@@ -20,8 +20,8 @@ from commerce_jobs.cronbuild import CRON_LABEL
 from commerce_jobs.cronbuild import adopted_run as build_adopted_run
 from commerce_jobs.dependents import build_dependent, canceled_tree
 from commerce_jobs.jobbuild import ATTEMPT_LABEL, OWNER_LABEL, InvalidSpec, job_manifest
-from commerce_jobs.kubeapi import ForeignObject, KubeApi
-from commerce_jobs.lifecycle import AttemptResult, Decision, JobView, PodProblem
+from commerce_jobs.kubeapi import ForeignObject, KubeApi, pod_outcome
+from commerce_jobs.lifecycle import AttemptResult, Decision, JobView, PodOutcome, PodProblem
 from commerce_jobs.workqueue import WorkQueue, serve
 
 log = logging.getLogger("commerce_jobs.controller")
@@ -115,6 +115,8 @@ class CommerceJobController:
         self.admitted: set[Key] = set()
         # Why the container of a job's current attempt cannot start, by job and attempt.
         self.pod_problems: dict[Key, tuple[int, PodProblem]] = {}
+        # How the newest ended pod of each Job ended, by (namespace, Job name): read when the attempt is collected.
+        self.pod_outcomes: dict[Key, PodOutcome] = {}
         # Which CommerceJob a batch Job belongs to, by (namespace, Job name).
         self.job_owners: dict[Key, Key] = {}
         # Jobs that a CronJob started and that no CommerceJob records yet, by (namespace, Job name).
@@ -133,7 +135,8 @@ class CommerceJobController:
         if event_type == "DELETED":
             self._deleting.discard(body["metadata"].get("uid", ""))
             self._cache_drop(key)
-            self.jobs.pop(key, None)
+            for view in self.jobs.pop(key, {}).values():
+                self.pod_outcomes.pop((key[0], view.name), None)
             self.pod_problems.pop(key, None)
             self.admitted.discard(key)
             self.queue.discard(key)
@@ -191,6 +194,7 @@ class CommerceJobController:
         if event_type == "DELETED":
             attempts.pop(view.attempt, None)
             self.job_owners.pop(job_key, None)
+            self.pod_outcomes.pop(job_key, None)
         else:
             attempts[view.attempt] = view
             self.job_owners[job_key] = key
@@ -204,6 +208,12 @@ class CommerceJobController:
             return
         key = (meta["namespace"], self._owner_of_pod(meta) or owner_label)
         attempt = int(attempt_label)
+        job_name = labels.get("batch.kubernetes.io/job-name")
+        if job_name and event_type != "DELETED":
+            outcome = pod_outcome(body)
+            known_outcome = self.pod_outcomes.get((meta["namespace"], job_name))
+            if outcome.exit_code is not None and (known_outcome is None or known_outcome.created <= outcome.created):
+                self.pod_outcomes[(meta["namespace"], job_name)] = outcome
         problem = None if event_type == "DELETED" else _pod_problem(body)
         known = self.pod_problems.get(key)
         if problem is None:
@@ -424,8 +434,9 @@ class CommerceJobController:
 
         if decision.collect is not None:
             result = await asyncio.to_thread(
-                self.api.attempt_result, namespace, decision.collect.name, self.config.output_max_bytes
-            )
+                self.api.attempt_result, namespace, decision.collect.name, self.config.output_max_bytes,
+                self.pod_outcomes.get((namespace, decision.collect.name)),
+            )  # fmt: skip
             if decision.finish:
                 status = lifecycle.final_status(cjob, decision.finish, decision.collect, result, now)
             elif decision.retry_at:

@@ -3,6 +3,7 @@ that finds nothing tolerates 404. Blocking (the official client); the controller
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from commerce_jobs.lifecycle import AttemptResult
+from commerce_jobs.lifecycle import AttemptResult, PodOutcome
 from commerce_jobs.output import DEFAULT_MAX_BYTES, tail_of
 from commerce_jobs.workqueue import Requeue
 
@@ -28,6 +29,23 @@ class ForeignObject(Exception):
     """An object with the name that the operator needs exists but is not owned by the expected owner."""
 
 
+def _discard(response: Any) -> None:
+    """Reads an unparsed answer's body, so that its connection goes back to the pool."""
+    response.data  # noqa: B018
+
+
+def pod_outcome(pod: dict[str, Any]) -> PodOutcome:
+    """The console container's exit code (None while it has not terminated) and why the pod ended, if it says."""
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    exit_code = None
+    for container in status.get("containerStatuses") or []:
+        terminated = (container.get("state") or {}).get("terminated")
+        if container.get("name") == CONTAINER and terminated:
+            exit_code = terminated.get("exitCode")
+    reason = ": ".join(x for x in (status.get("reason"), status.get("message")) if x)
+    return PodOutcome(meta.get("name", ""), meta.get("creationTimestamp") or "", exit_code, reason)
+
+
 class KubeApi:
     def __init__(self, api: client.ApiClient) -> None:
         self.core = client.CoreV1Api(api)
@@ -38,7 +56,9 @@ class KubeApi:
     def create_job(self, manifest: dict[str, Any], owner_uid: str) -> None:
         namespace = manifest["metadata"]["namespace"]
         try:
-            self.batch.create_namespaced_job(namespace, manifest, field_manager=FIELD_MANAGER)
+            # The answer is not needed: unparsed, it costs no CPU (the client's models are slow to build).
+            _discard(self.batch.create_namespaced_job(namespace, manifest, field_manager=FIELD_MANAGER,
+                                                      _preload_content=False))  # fmt: skip
         except ApiException as e:
             if e.status != 409:
                 raise
@@ -65,30 +85,36 @@ class KubeApi:
                 raise
 
     # -- the finished attempt's pod --------------------------------------------------------------------------------
-    def attempt_result(self, namespace: str, job_name: str, max_bytes: int = DEFAULT_MAX_BYTES) -> AttemptResult:
-        """The exit code and the output tail of the newest pod of a Job; empty when no pod is left."""
-        pods = self.core.list_namespaced_pod(namespace, label_selector=f"batch.kubernetes.io/job-name={job_name}").items
-        if not pods:
+    def attempt_result(
+        self, namespace: str, job_name: str, max_bytes: int = DEFAULT_MAX_BYTES, known: PodOutcome | None = None
+    ) -> AttemptResult:
+        """The exit code and the output tail of the newest pod of a Job; empty when no pod is left. ``known`` is the
+        outcome that the pod watch reported, if it did: then only the log is read."""
+        outcome = known if known is not None and known.exit_code is not None else self._newest_pod(namespace, job_name)
+        if outcome is None:
             return AttemptResult(None, "", False, "its pod is gone")
-        pod = max(pods, key=lambda p: p.metadata.creation_timestamp or datetime.min.replace(tzinfo=UTC))
-        exit_code = None
-        for cs in (pod.status and pod.status.container_statuses) or []:
-            if cs.name == CONTAINER and cs.state and cs.state.terminated:
-                exit_code = cs.state.terminated.exit_code
-        pod_reason = ": ".join(x for x in (pod.status and (pod.status.reason, pod.status.message)) or () if x)
         try:
             response = self.core.read_namespaced_pod_log(
-                pod.metadata.name, namespace, container=CONTAINER, _preload_content=False
+                outcome.pod_name, namespace, container=CONTAINER, _preload_content=False
             )
         except ApiException as e:
             if e.status in (400, 404):  # the container never ran, or the pod is gone
-                return AttemptResult(exit_code, "", False, pod_reason)
+                return AttemptResult(outcome.exit_code, "", False, outcome.pod_reason)
             raise
         try:
             tail = tail_of(response.stream(64 * 1024), max_bytes)
         finally:
             response.release_conn()
-        return AttemptResult(exit_code, tail.text, tail.truncated, pod_reason)
+        return AttemptResult(outcome.exit_code, tail.text, tail.truncated, outcome.pod_reason)
+
+    def _newest_pod(self, namespace: str, job_name: str) -> PodOutcome | None:
+        response = self.core.list_namespaced_pod(
+            namespace, label_selector=f"batch.kubernetes.io/job-name={job_name}", _preload_content=False
+        )
+        pods = json.loads(response.data).get("items") or []
+        if not pods:
+            return None
+        return pod_outcome(max(pods, key=lambda p: p["metadata"].get("creationTimestamp") or ""))
 
     # -- CommerceJobs ------------------------------------------------------------------------------------------------
     def patch_status(self, namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> dict[str, Any]:
@@ -211,6 +237,6 @@ class KubeApi:
             reporting_instance="commerce-jobs",
         )
         try:
-            self.core.create_namespaced_event(meta["namespace"], event)
+            _discard(self.core.create_namespaced_event(meta["namespace"], event, _preload_content=False))
         except ApiException as e:
             log.warning("could not post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], e.reason)

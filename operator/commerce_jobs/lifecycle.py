@@ -46,6 +46,16 @@ class PodProblem:
 
 
 @dataclass(frozen=True)
+class PodOutcome:
+    """How a Job's pod ended, as its watch reported it: spares a LIST of pods when the attempt is collected."""
+
+    pod_name: str
+    created: str  # creationTimestamp: the newest pod of a Job is the one that counts
+    exit_code: int | None
+    pod_reason: str = ""
+
+
+@dataclass(frozen=True)
 class AttemptResult:
     """What a finished attempt left behind: read from its pod by the controller."""
 

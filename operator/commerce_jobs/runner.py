@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import sys
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 import kopf
 from kubernetes import client, config
@@ -33,13 +35,25 @@ def api_client() -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """The operator has only event handlers, which never diff; but kopf builds the diff-base (a deep copy of the
+    body) for every event anyway: 14% of the operator's CPU under load. Build nothing."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None) -> kopf.BodyEssence:
+        return cast(kopf.BodyEssence, None)
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        pass
+
+
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Keep kopf's bookkeeping off the objects: no progress or diff-base annotations, no Events for log lines.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=PREFIX, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.level = logging.WARNING
     # The resources are known: no watch of CRDs or namespaces (nor the RBAC rights for one).
     settings.scanning.disabled = True
@@ -58,6 +72,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
+    # The workers' API calls run in the default executor: on 2 cores it has 6 threads, fewer than the workers.
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(WORKERS + 4, thread_name_prefix="kubeapi")
+    )
     api = KubeApi(api_client())
     controller = CommerceJobController(api, memo.config, workers=WORKERS)
     crons = CronController(api, memo.config, controller)

@@ -72,7 +72,11 @@ class ClusterState:
 
 class LocalCluster:
     def __init__(
-        self, directory: Path | None = None, toolchain: Toolchain | None = None, audit_policy: Path | None = None
+        self,
+        directory: Path | None = None,
+        toolchain: Toolchain | None = None,
+        audit_policy: Path | None = None,
+        controller_manager_qps: int | None = None,
     ) -> None:
         self.directory = (directory or default_directory()).resolve()
         self.toolchain = toolchain or Toolchain.default()
@@ -80,6 +84,9 @@ class LocalCluster:
         # An audit policy makes the apiserver log the requests it selects (to logs/audit.log): the benchmarks count
         # the operator's requests from it.
         self.audit_policy = audit_policy
+        # The controller manager's client rate (default 20/s, burst 30, as in a real cluster). The benchmarks raise it,
+        # so that the Job controller's own rate limit does not hide what the operator costs.
+        self.controller_manager_qps = controller_manager_qps
 
     @property
     def audit_log(self) -> Path:
@@ -239,6 +246,14 @@ class LocalCluster:
                 f"--cluster-signing-cert-file={pki.ca_cert}",
                 f"--cluster-signing-key-file={pki.ca_key}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
+                *(
+                    [
+                        f"--kube-api-qps={self.controller_manager_qps}",
+                        f"--kube-api-burst={2 * self.controller_manager_qps}",
+                    ]
+                    if self.controller_manager_qps
+                    else []
+                ),
             ],
         )
         yield (
