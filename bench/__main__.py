@@ -22,6 +22,7 @@ import platform
 import statistics
 import sys
 import tempfile
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,20 +32,32 @@ from bench.harness import BenchCluster, percentile
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def run_size(bench: BenchCluster, n: int) -> dict[str, Any]:
-    native_seconds = bench.run_native_jobs(2 * n, prefix=f"native-{n}")
-    audit_before = bench.audit_position()
-    operator_seconds, latencies = bench.run_commercejobs(n, prefix=f"cj-{n}")
-    requests = bench.operator_requests(since=audit_before)
+def run_size(bench: BenchCluster, n: int, rounds: int) -> dict[str, Any]:
+    """Native and operator runs alternate, ``rounds`` times each: the machine's drift then hits both alike, and the
+    median of the per-round ratios is reported."""
+    native: list[float] = []
+    operator: list[float] = []
+    latencies: dict[str, float] = {}
+    requests: Counter[str] = Counter()
+    for r in range(rounds):
+        native.append(bench.run_native_jobs(2 * n, prefix=f"native-{n}-{r}"))
+        audit_before = bench.audit_position()
+        seconds, latencies = bench.run_commercejobs(n, prefix=f"cj-{n}-{r}")
+        operator.append(seconds)
+        requests += bench.operator_requests(since=audit_before)
     writes = {k: v for k, v in requests.items() if k.split()[0] in ("create", "patch", "update", "delete")}
+    commands = 2 * n * rounds
+    ratios = [o / b for o, b in zip(operator, native, strict=True)]
     return {
         "size": n,
-        "native_seconds": round(native_seconds, 2),
-        "operator_seconds": round(operator_seconds, 2),
-        "ratio_operator_native": round(operator_seconds / native_seconds, 2),
+        "rounds": rounds,
+        "native_seconds": [round(x, 2) for x in native],
+        "operator_seconds": [round(x, 2) for x in operator],
+        "ratios": [round(x, 2) for x in ratios],
+        "ratio_operator_native": round(statistics.median(ratios), 2),
         "creation_to_job_ms": latencies,
-        "requests_per_job": {k: round(v / (2 * n), 2) for k, v in sorted(requests.items())},
-        "writes_per_job": round(sum(writes.values()) / (2 * n), 2),
+        "requests_per_job": {k: round(v / commands, 2) for k, v in sorted(requests.items())},
+        "writes_per_job": round(sum(writes.values()) / commands, 2),
         "operator_rss_mib": bench.operator_rss_mib(),
     }
 
@@ -99,11 +112,12 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = ["size | native s | operator s | ratio | writes/job | RSS MiB | create->Job p50/p99 ms"]
+    lines = ["size | native s | operator s | median ratio | writes/job | RSS MiB | create->Job p50/p99 ms"]
     for r in results["sizes"]:
         lat = r["creation_to_job_ms"]
+        native, operator = "/".join(map(str, r["native_seconds"])), "/".join(map(str, r["operator_seconds"]))
         lines.append(
-            f"{r['size']} | {r['native_seconds']} | {r['operator_seconds']} | {r['ratio_operator_native']} | "
+            f"{r['size']} | {native} | {operator} | {r['ratio_operator_native']} | "
             f"{r['writes_per_job']} | {r['operator_rss_mib']} | {lat.get('p50')}/{lat.get('p99')}"
         )
     steady = results.get("steady")
@@ -127,6 +141,7 @@ def table(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--sizes", default="100,1000")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating native/operator runs per size")
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--present", default="1000,10000", help="finished jobs present for restart/memory/clean-up")
@@ -149,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": {"cpus": _cpus(), "python": platform.python_version(), "node": platform.node()},
             "commit": _commit(),
             "controller_manager_qps": args.controller_manager_qps,
-            "sizes": [run_size(bench, n) for n in sizes],
+            "sizes": [run_size(bench, n, 1 if args.short else args.rounds) for n in sizes],
         }
         results["steady"] = run_steady(bench, rate, seconds)
         results["present"] = [run_present(bench, n) for n in present]
