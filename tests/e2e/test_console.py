@@ -167,16 +167,23 @@ def test_start_runs_a_template_and_its_dependents_show_as_a_tree(
 def test_cancel_stops_a_running_job_and_retry_runs_a_failed_one_again(
     page: Any, console: str, cjobs: CommerceJobs, namespace: str, editor: User
 ) -> None:
-    cjobs.create("long", command="ibexa:commerce:refresh-cache", podAnnotations=sim(duration="300s"))
+    output = sim(duration="300s", output="Refreshing caches\n")
+    cjobs.create("long", command="ibexa:commerce:refresh-cache", podAnnotations=output)
     cjobs.create("broken", command="silver:import", params=["tmp"], podAnnotations=sim(exit_code=3, output="no\n"))
     sign_in(page, console, editor)
     long, broken = row(page, namespace, "long"), row(page, namespace, "broken")
     expect(long.locator(".state")).to_have_text("Running")
     expect(broken.locator(".state")).to_have_text("Failed")
     expect(broken.locator("button.cancel")).to_have_count(0)
+    # A running job's output is followed from its pod's log.
+    long.locator("button.expand").click()
+    followed = page.locator(f'tr.detail-row[data-key="{namespace}/long"] pre.output[data-following="true"]')
+    expect(followed).to_have_text("Refreshing caches\n")
+    shot(page, "following")
 
     long.locator("button.cancel").click()
     expect(long.locator(".state")).to_have_text("Canceled")
+    expect(page.locator(f'tr.detail-row[data-key="{namespace}/long"] dl.fields')).to_contain_text("StateCanceled")
     broken.locator("button.retry").click()
 
     expect(page.locator("#flash")).to_contain_text("retrying broken as broken-retry-")

@@ -38,8 +38,10 @@ class Changes:
 
     def __init__(self) -> None:
         self._subscribers: set[Subscriber] = set()
+        self.version = 0  # counts the events: what was computed from the cache at one version can be reused
 
     def __call__(self, namespace: str, name: str) -> None:
+        self.version += 1
         for subscriber in self._subscribers:
             subscriber.keys.add((namespace, name))
             subscriber.event.set()
