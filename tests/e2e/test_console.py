@@ -7,6 +7,7 @@ commercejobs), a lister (list only) and a nobody. Screenshots of each page are k
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import urllib.error
@@ -318,7 +319,51 @@ def test_the_chart_serves_the_console_behind_a_service_with_the_review_rights() 
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert "--console=0.0.0.0:8081" in container["args"]
     assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "console"}
+    anonymous = subprocess.run(
+        [helm, "template", "x", str(REPO / "charts/commerce-jobs"), "--set=console.enabled=true",
+         "--set=console.authentication=false"], capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "--console-authentication=off" in anonymous
+    assert "tokenreviews" not in anonymous  # no review rights when nothing is reviewed
     default = subprocess.run([helm, "template", "x", str(REPO / "charts/commerce-jobs")], capture_output=True,
                              text=True, check=True).stdout  # fmt: skip
     assert "--console" not in default
     assert "kind: Service\n" not in default
+
+
+def test_without_authentication_the_console_is_read_only_for_everyone(
+    cluster: Cluster, crds: None, namespace: str
+) -> None:
+    """console.authentication: false (the chart's explicit choice): every job is visible, no action is possible.
+    A Console of its own, in this process, over a controller cache that holds one job (not a second operator)."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from commerce_jobs.config import OperatorConfig
+    from commerce_jobs.console.app import Console, ConsoleSettings
+    from commerce_jobs.controller import CommerceJobController
+    from commerce_jobs.kubeapi import KubeApi
+
+    async def scenario() -> None:
+        controller = CommerceJobController(KubeApi(cluster.api), OperatorConfig())
+        controller.observe_commercejob("ADDED", {
+            "metadata": {"name": "hello", "namespace": namespace, "uid": "u", "resourceVersion": "1",
+                         "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"command": "list"}, "status": {"state": "Running"},
+        })  # fmt: skip
+        console = Console(controller, cluster.api, [], ConsoleSettings("127.0.0.1", 0, authentication=False))
+        async with TestClient(TestServer(console.app())) as http_client:
+            page = await http_client.get("/")
+            text = await page.text()
+            assert page.status == 200
+            assert "anonymous (authentication disabled)" in text
+            assert 'data-key="' + namespace + '/hello"' in text
+            assert '<td class="actions"></td>' in text  # no Cancel, no Retry
+            assert "<form" not in text.split('<tbody id="rows"')[1]
+            origin = {"Origin": str(http_client.make_url(""))}
+            refused = await http_client.post("/cancel", data={"namespace": namespace, "name": "hello"}, headers=origin)
+            assert (refused.status, await refused.text()) == (403, "the console is read-only without authentication")
+            login = await http_client.get("/login", allow_redirects=False)
+            assert (login.status, login.headers["Location"]) == (303, "/")
+        console.executor.shutdown()
+
+    asyncio.run(scenario())
