@@ -13,6 +13,7 @@ import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -366,4 +367,6 @@ def test_without_authentication_the_console_is_read_only_for_everyone(
             assert (login.status, login.headers["Location"]) == (303, "/")
         console.executor.shutdown()
 
-    asyncio.run(scenario())
+    # In a thread of its own: Playwright's sync API keeps an event loop running on this one.
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, scenario()).result()
