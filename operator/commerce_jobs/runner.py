@@ -58,17 +58,17 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     api = KubeApi(api_client())
     controller = CommerceJobController(api, memo.config, workers=WORKERS)
     crons = CronController(api, memo.config, controller)
-    controller.start()
-    crons.start()
-    memo.controller = controller
-    memo.crons = crons
     if memo.get("console_settings") is not None:
         from commerce_jobs.console.app import Console  # aiohttp's web server only when the console is on
 
         # A connection pool of its own: followed logs stay open, and must not take the controller's connections.
         console = Console(controller, api_client(), memo.namespaces, memo.console_settings)
-        await console.start()
+        await console.start()  # first: a port in use fails the start before any worker runs
         memo.console = console
+    controller.start()
+    crons.start()
+    memo.controller = controller
+    memo.crons = crons
 
 
 @kopf.on.cleanup()

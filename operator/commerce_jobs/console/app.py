@@ -36,6 +36,7 @@ log = logging.getLogger("commerce_jobs.console")
 STATIC = Path(__file__).parent / "static"
 TEMPLATES_TTL_SECONDS = 5.0
 KEEPALIVE_SECONDS = 15.0
+GONE = "this CommerceJob is gone"
 MAX_FOLLOWERS = 32  # open log streams at once; beyond, the expanded view shows the status's output tail
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -89,6 +90,16 @@ class Console:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
 
+    async def _api(self, missing: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """An API call on behalf of a request: a 404 is the page's 404 (with this text), another refusal a 502."""
+        try:
+            return await self._call(fn, *args)
+        except ApiException as e:
+            if e.status == 404:
+                raise web.HTTPNotFound(text=missing) from e
+            log.warning("console: the apiserver answered %s %s", e.status, e.reason)
+            raise web.HTTPBadGateway(text=f"the apiserver answered {e.status} {e.reason}") from e
+
     # -- lifecycle --------------------------------------------------------------------------------------------------
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._guard], client_max_size=64 * 1024)
@@ -110,9 +121,15 @@ class Console:
         return app
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None)  # an access log would show nothing useful
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.settings.host, self.settings.port, shutdown_timeout=1).start()
+        # No access log (it would show nothing useful); open event streams get 1 s at shutdown, not 60.
+        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.settings.host, self.settings.port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
         auth = "authenticated by bearer token" if self.settings.authentication else "WITHOUT authentication, read-only"
         log.info("console listening on %s:%d (%s)", self.settings.host, self.settings.port, auth)
 
@@ -310,12 +327,7 @@ class Console:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
         if not viewer.may(namespace).view:
             raise web.HTTPForbidden(text=f"{viewer.name} may not list CommerceJobs in {namespace}")
-        try:
-            job = await self._call(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name)
-        except ApiException as e:
-            if e.status == 404:
-                raise web.HTTPNotFound(text="this CommerceJob is gone") from e
-            raise
+        job = await self._api(GONE, self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name)
         return viewer, job
 
     async def detail(self, request: web.Request) -> web.Response:
@@ -372,40 +384,28 @@ class Console:
 
     async def start_job(self, request: web.Request) -> web.Response:
         session, namespace, template = await self._authorize(request, "create")
-        try:
-            await self._call(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace,
-                             "commercejobtemplates", template)  # fmt: skip
-        except ApiException as e:
-            if e.status == 404:
-                raise web.HTTPNotFound(text=f"no CommerceJobTemplate {template} in {namespace}") from e
-            raise
+        missing = f"no CommerceJobTemplate {template} in {namespace}"
+        read = self.custom.get_namespaced_custom_object
+        await self._api(missing, read, GROUP, VERSION, namespace, "commercejobtemplates", template)
         body = from_template(template, started_by=session.identity.username)
-        created = await self._call(self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, body)
+        created = await self._api(missing, self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace,
+                                  PLURAL, body)  # fmt: skip
         return self._done(request, session, f"started {created['metadata']['name']} from template {template}")
 
     async def cancel_job(self, request: web.Request) -> web.Response:
         session, namespace, name = await self._authorize(request, "patch")
-        try:
-            await self._call(self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name,
-                             {"spec": {"cancel": True}})  # fmt: skip
-        except ApiException as e:
-            if e.status == 404:
-                raise web.HTTPNotFound(text="this CommerceJob is gone") from e
-            raise
+        await self._api(GONE, self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name,
+                        {"spec": {"cancel": True}})  # fmt: skip
         return self._done(request, session, f"asked {name} to cancel")
 
     async def retry_job(self, request: web.Request) -> web.Response:
         session, namespace, name = await self._authorize(request, "create")
-        try:
-            job = await self._call(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name)
-        except ApiException as e:
-            if e.status == 404:
-                raise web.HTTPNotFound(text="this CommerceJob is gone") from e
-            raise
+        job = await self._api(GONE, self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name)
         if render.state_of(job) not in render.RETRYABLE:
             raise web.HTTPConflict(text=f"{name} is {render.state_of(job)}: only failed jobs are retried")
         body = retry_of(job, started_by=session.identity.username)
-        created = await self._call(self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, body)
+        created = await self._api(GONE, self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace,
+                                  PLURAL, body)  # fmt: skip
         return self._done(request, session, f"retrying {name} as {created['metadata']['name']}")
 
     def _done(self, request: web.Request, session: Session, message: str) -> web.Response:
