@@ -10,6 +10,7 @@ operator logs it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -314,7 +315,7 @@ class Console:
                 shown = sorted(f"{ns}/{name}" for ns, name in keys if viewer.may(ns).view)
                 if shown:
                     await response.write(f"event: changed\ndata: {json.dumps(shown)}\n\n".encode())
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:
             pass  # the page was closed
         finally:
             self.changes.unsubscribe(subscriber)
@@ -347,11 +348,15 @@ class Console:
                 async with self.followers:
                     pod = await self._wait_for_pod(namespace, job_name)
                     if pod is not None:
-                        async for chunk in follow_log(self.core, namespace, pod):
-                            await response.write(f"event: output\ndata: {json.dumps(chunk)}\n\n".encode())
+                        # Closed at once when the page goes: that ends the thread that reads the log.
+                        async with contextlib.aclosing(follow_log(self.core, namespace, pod, KEEPALIVE_SECONDS)) as log:
+                            async for chunk in log:
+                                # An empty chunk: nothing new for a while; a comment finds out whether the page is gone.
+                                text = f"event: output\ndata: {json.dumps(chunk)}\n\n" if chunk else ": keep-alive\n\n"
+                                await response.write(text.encode())
             await response.write(b"event: end\ndata: {}\n\n")
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the page was closed
         return response
 
     async def _wait_for_pod(self, namespace: str, job_name: str) -> str | None:

@@ -7,7 +7,7 @@ import asyncio
 import codecs
 import contextlib
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from kubernetes import client
@@ -70,8 +70,9 @@ def started_pod(core: client.CoreV1Api, namespace: str, job_name: str) -> str | 
     return str(newest.metadata.name)
 
 
-async def follow_log(core: client.CoreV1Api, namespace: str, pod: str) -> AsyncIterator[str]:
-    """The pod's log as it is written, until it ends or the caller stops iterating (a page closed)."""
+async def follow_log(core: client.CoreV1Api, namespace: str, pod: str, idle: float = 15.0) -> AsyncGenerator[str]:
+    """The pod's log as it is written, until it ends or the caller closes the iterator (a page closed); an empty
+    string after ``idle`` seconds without output, so that the caller can check its page is still there."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[str | None] = asyncio.Queue()
     try:
@@ -98,7 +99,14 @@ async def follow_log(core: client.CoreV1Api, namespace: str, pod: str) -> AsyncI
     # A daemon thread of its own, not the shared executor: a log can stay open for hours.
     threading.Thread(target=copy, name=f"console-log-{pod}", daemon=True).start()
     try:
-        while (chunk := await queue.get()) is not None:
+        while True:
+            try:
+                chunk = await asyncio.wait_for(queue.get(), idle)
+            except TimeoutError:
+                yield ""
+                continue
+            if chunk is None:
+                return
             yield chunk
     finally:
         stopped.set()
