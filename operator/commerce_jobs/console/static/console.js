@@ -20,11 +20,14 @@
     return "/jobs/" + encodeURIComponent(namespace) + "/" + encodeURIComponent(name);
   }
 
+  let rowsAsked = 0; // answers can overtake each other: only the newest question's answer is shown
   async function refreshRows() {
+    const asked = ++rowsAsked;
     const response = await fetch("/rows?" + rows.dataset.query, { headers: { Accept: "application/json" } });
     if (response.status === 401) { window.location = "/login"; return; }
     if (!response.ok) return;
     const data = await response.json();
+    if (asked !== rowsAsked) return;
     rows.innerHTML = data.rows;
     document.getElementById("pager").innerHTML = data.pager;
     for (const [key, entry] of expanded) {
@@ -41,11 +44,13 @@
   }
 
   async function loadDetail(key, entry) {
+    const asked = entry.asked = (entry.asked || 0) + 1;
     const response = await fetch(jobUrl(key));
-    const cell = entry.row.firstElementChild;
-    if (!response.ok) { stopFollowing(entry); cell.textContent = await response.text(); return; }
-    const previous = cell.querySelector("pre.output");
     const html = await response.text();
+    if (asked !== entry.asked || expanded.get(key) !== entry) return; // a newer answer is coming, or it was closed
+    const cell = entry.row.firstElementChild;
+    if (!response.ok) { stopFollowing(entry); cell.textContent = html; return; }
+    const previous = cell.querySelector("pre.output");
     const holder = document.createElement("div");
     holder.innerHTML = html;
     const next = holder.firstElementChild;
