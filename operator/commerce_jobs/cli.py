@@ -24,6 +24,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.config:
         os.environ[CONFIG_ENV] = args.config
+    console = None
+    if args.console:
+        from commerce_jobs.console.app import ConsoleSettings
+
+        try:
+            console = ConsoleSettings.parse(
+                args.console, args.console_authentication == "on", secure_cookie=args.console_secure_cookie
+            )
+        except ValueError as e:
+            print(f"commerce-jobs run: {e}", file=sys.stderr)
+            return 2
 
     return run_operator(
         namespaces=args.namespace,
@@ -31,6 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         standalone=args.standalone,
         verbose=args.verbose,
         log_format=args.log_format,
+        console=console,
     )
 
 
@@ -184,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", help="the operator's configuration file (YAML; default: $COMMERCE_JOBS_CONFIG)")
     run.add_argument("--verbose", action="store_true")
     run.add_argument("--log-format", choices=["plain", "full", "json"], default="full", help="json: one record a line")
+    run.add_argument("--console", metavar="HOST:PORT", help="serve the jobs console, e.g. 0.0.0.0:8081")
+    run.add_argument(
+        "--console-authentication", choices=["on", "off"], default="on",
+        help="off: anyone who reaches the port sees every job, read-only (default: on, a Kubernetes bearer token)",
+    )  # fmt: skip
+    run.add_argument("--console-secure-cookie", action="store_true", help="the session cookie only over HTTPS")
     run.set_defaults(func=cmd_run)
 
     start = sub.add_parser("start", help="start a CommerceJob from a CommerceJobTemplate")

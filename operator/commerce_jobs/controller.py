@@ -128,10 +128,15 @@ class CommerceJobController:
         # Set when a job reaches a final state: the retention loop plans again.
         self._retention_changed: asyncio.Event | None = None
         self._deleting: set[str] = set()  # uids deleted by retention, until their DELETED event arrives
+        # Told (namespace, name) of every CommerceJob event, e.g. the console's live updates; they must not block
+        # and read the cache only later (it is updated after them).
+        self.listeners: list[Callable[[str, str], None]] = []
 
     # -- fed by the watch handlers --------------------------------------------------------------------------------
     def observe_commercejob(self, event_type: str | None, body: dict[str, Any]) -> None:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        for listener in self.listeners:
+            listener(*key)
         if event_type == "DELETED":
             self._deleting.discard(body["metadata"].get("uid", ""))
             self._cache_drop(key)

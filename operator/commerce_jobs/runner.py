@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import kopf
 from kubernetes import client, config
@@ -19,6 +19,9 @@ from commerce_jobs.controller import CommerceJobController
 from commerce_jobs.cron_controller import CronController
 from commerce_jobs.handlers.commercejob import MANAGED_BY
 from commerce_jobs.kubeapi import KubeApi
+
+if TYPE_CHECKING:
+    from commerce_jobs.console.app import ConsoleSettings
 
 PREFIX = "commercejobs.dev"
 WORKERS = 16
@@ -79,6 +82,13 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     api = KubeApi(api_client())
     controller = CommerceJobController(api, memo.config, workers=WORKERS)
     crons = CronController(api, memo.config, controller)
+    if memo.get("console_settings") is not None:
+        from commerce_jobs.console.app import Console  # aiohttp's web server only when the console is on
+
+        # A connection pool of its own: followed logs stay open, and must not take the controller's connections.
+        console = Console(controller, api_client(), memo.namespaces, memo.console_settings)
+        await console.start()  # first: a port in use fails the start before any worker runs
+        memo.console = console
     controller.start()
     crons.start()
     memo.controller = controller
@@ -87,7 +97,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    for name in ("crons", "controller"):
+    for name in ("console", "crons", "controller"):
         component = memo.get(name)
         if component is not None:
             await component.stop()
@@ -99,6 +109,7 @@ def run_operator(
     standalone: bool,
     verbose: bool = False,
     log_format: str = "full",
+    console: ConsoleSettings | None = None,
 ) -> int:
     try:
         # Read before kopf starts: a bad file stops the operator at once, with the reason, instead of a retry loop.
@@ -118,7 +129,7 @@ def run_operator(
                 namespaces=namespaces,
                 clusterwide=not namespaces,
                 liveness_endpoint=liveness_endpoint,
-                memo=kopf.Memo(config=operator_config),
+                memo=kopf.Memo(config=operator_config, console_settings=console, namespaces=namespaces),
             )
         )
     except KeyboardInterrupt:

@@ -22,6 +22,41 @@ from commerce_jobs.lifecycle import FINAL_STATES, FINISHED
 TEMPLATE_LABEL = "commercejobs.dev/template"
 
 
+STARTED_BY_ANNOTATION = "commercejobs.dev/started-by"
+RETRY_OF_ANNOTATION = "commercejobs.dev/retry-of"
+# What a retry does not take from the job it repeats: a cancel, and a start time that has passed.
+NOT_RETRIED = ("cancel", "executeAfter")
+
+
+def from_template(template: str, started_by: str | None = None) -> dict[str, Any]:
+    """A new CommerceJob that runs a template (the operator copies the template's fields into it)."""
+    metadata: dict[str, Any] = {"generateName": f"{template[:56]}-", "labels": {TEMPLATE_LABEL: template[:63]}}
+    if started_by:
+        metadata["annotations"] = {STARTED_BY_ANNOTATION: started_by}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "CommerceJob",
+        "metadata": metadata,
+        "spec": {"templateRef": {"name": template}},
+    }
+
+
+def retry_of(job: dict[str, Any], started_by: str | None = None) -> dict[str, Any]:
+    """A new CommerceJob that runs a failed (or canceled) one again: the same spec (command, params, queue,
+    dependents ...), a fresh name. Not owned by the old job's parent: it is a new run of its own."""
+    meta = job["metadata"]
+    annotations = {RETRY_OF_ANNOTATION: meta["name"]}
+    if started_by:
+        annotations[STARTED_BY_ANNOTATION] = started_by
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k == TEMPLATE_LABEL}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "CommerceJob",
+        "metadata": {"generateName": f"{meta['name'][:50]}-retry-", "labels": labels, "annotations": annotations},
+        "spec": {k: v for k, v in (job.get("spec") or {}).items() if k not in NOT_RETRIED},
+    }
+
+
 class Starter:
     def __init__(self, api: client.ApiClient, namespace: str, out: TextIO = sys.stdout) -> None:
         self.custom = client.CustomObjectsApi(api)
@@ -31,13 +66,9 @@ class Starter:
 
     def create(self, template: str) -> str:
         self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "commercejobtemplates", template)
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "CommerceJob",
-            "metadata": {"generateName": f"{template[:56]}-", "labels": {TEMPLATE_LABEL: template[:63]}},
-            "spec": {"templateRef": {"name": template}},
-        }
-        created = self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
+        created = self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, from_template(template)
+        )
         name: str = created["metadata"]["name"]
         self._say(f"commercejob.{GROUP}/{name} created from template {template}")
         return name

@@ -81,7 +81,7 @@ def chart(cluster: Cluster) -> str:
     result = subprocess.run(
         [str(helm), "upgrade", "--install", RELEASE, str(REPO / "charts" / "commerce-jobs"), f"--namespace={NAMESPACE}",
          "--create-namespace", f"--kubeconfig={cluster.kubeconfig}", "--wait", "--timeout=3m",
-         "--set=jobDefaults.image=registry.example.com/shop:e2e"],
+         "--set=jobDefaults.image=registry.example.com/shop:e2e", "--set=console.enabled=true"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
@@ -106,7 +106,15 @@ def operator_kubeconfig(cluster: Cluster, chart: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def operator(cluster: Cluster, crds: None, operator_kubeconfig: Path) -> Iterator[subprocess.Popen[bytes]]:
+def console_port() -> int:
+    """The port of the jobs console that the operator under test serves (tests/e2e/test_console.py)."""
+    return _free_port()
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: Cluster, crds: None, operator_kubeconfig: Path, console_port: int
+) -> Iterator[subprocess.Popen[bytes]]:
     directory = REPO / "test-artifacts"  # kept after the run: CI prints the operator's log when a test failed
     directory.mkdir(exist_ok=True)
     config = directory / "config.yaml"
@@ -123,6 +131,7 @@ def operator(cluster: Cluster, crds: None, operator_kubeconfig: Path) -> Iterato
             "--standalone",
             "-A",
             f"--liveness=http://127.0.0.1:{port}/healthz",
+            f"--console=127.0.0.1:{console_port}",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
