@@ -77,6 +77,7 @@ def run_present(bench: BenchCluster, n: int) -> dict[str, Any]:
     """N finished CommerceJobs present: a restart's time and writes, the memory it takes, and their clean-up."""
     bench.wait_all_final()
     bench.stop_operator()
+    bench.clear_commercejobs()
     bench.populate_finished(n, prefix=f"done-{n}")
     audit = bench.audit_position()
     healthy = bench.restart_operator()

@@ -180,6 +180,12 @@ class BenchCluster:
             time.sleep(1)  # a benchmark's coarse poll of a bulk outcome
         raise TimeoutError("CommerceJobs still running")
 
+    def clear_commercejobs(self) -> None:
+        """Deletes every CommerceJob of earlier phases, so that a clean-up phase times only its own jobs (retention
+        deletes the oldest first)."""
+        self.custom.delete_collection_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "commercejobs")
+        self.wait_deleted("")
+
     def wait_deleted(self, prefix: str, timeout: float = 3600) -> float:
         """Seconds until no CommerceJob whose name starts with prefix is left."""
         start = time.monotonic()
