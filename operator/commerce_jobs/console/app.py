@@ -14,7 +14,6 @@ import contextlib
 import functools
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,7 +34,6 @@ from commerce_jobs.start import from_template, retry_of
 
 log = logging.getLogger("commerce_jobs.console")
 STATIC = Path(__file__).parent / "static"
-TEMPLATES_TTL_SECONDS = 5.0
 KEEPALIVE_SECONDS = 15.0
 GONE = "this CommerceJob is gone"
 MAX_FOLLOWERS = 32  # open log streams at once; beyond, the expanded view shows the status's output tail
@@ -81,7 +79,7 @@ class Console:
         self.sessions = Sessions()
         self.changes = Changes()
         self.followers = asyncio.Semaphore(MAX_FOLLOWERS)
-        self._templates: tuple[float, list[dict[str, Any]]] = (0.0, [])
+        self._templates: list[dict[str, Any]] = []  # the last list read, kept when a read fails
         self._runner: web.AppRunner | None = None
         self._selected: dict[tuple[render.JobFilter, tuple[str, ...]], render.Page] = {}
         self._selected_version = -1
@@ -196,14 +194,13 @@ class Console:
 
     def _known_namespaces(self) -> list[str]:
         names = {ns for ns, _ in self.controller.cjobs} | set(self.namespaces)
-        names.update(t["metadata"].get("namespace", "") for t in self._templates[1])
+        names.update(t["metadata"].get("namespace", "") for t in self._templates)
         return sorted(n for n in names if n)
 
     async def _templates_list(self) -> list[dict[str, Any]]:
-        """The CommerceJobTemplates, read at most every few seconds (there are a few dozen, not thousands)."""
-        fetched_at, templates = self._templates
-        if time.monotonic() - fetched_at < TEMPLATES_TTL_SECONDS:
-            return templates
+        """The CommerceJobTemplates, read afresh for every page load: a template applied a moment ago is on the next
+        page (they are a few dozen, and page loads happen at a person's pace; live updates do not re-read them)."""
+        templates = self._templates
         try:
             if self.namespaces:
                 kind = "commercejobtemplates"
@@ -216,7 +213,7 @@ class Console:
                 templates = page["items"]
         except ApiException as e:
             log.warning("console: cannot list CommerceJobTemplates: %s", e.reason)
-        self._templates = (time.monotonic(), templates)
+        self._templates = templates
         return templates
 
     def _select(self, f: render.JobFilter, visible: list[str]) -> render.Page:
