@@ -19,6 +19,7 @@ from commerce_jobs.config import OperatorConfig
 from commerce_jobs.cronbuild import CRON_LABEL
 from commerce_jobs.cronbuild import adopted_run as build_adopted_run
 from commerce_jobs.dependents import build_dependent, canceled_tree
+from commerce_jobs.events import EventRecorder
 from commerce_jobs.jobbuild import ATTEMPT_LABEL, OWNER_LABEL, InvalidSpec, job_manifest
 from commerce_jobs.kubeapi import ForeignObject, KubeApi, pod_outcome
 from commerce_jobs.lifecycle import AttemptResult, Decision, JobView, PodOutcome, PodProblem
@@ -111,6 +112,7 @@ class CommerceJobController:
         self.live_by_queue: dict[str, set[Key]] = {}
         self.jobs: dict[Key, dict[int, JobView]] = {}
         self.queue: WorkQueue[Key] = WorkQueue()
+        self.events = EventRecorder(api.post_event)
         # Jobs admitted to their queue whose Running state the cache has not seen yet.
         self.admitted: set[Key] = set()
         # Why the container of a job's current attempt cannot start, by job and attempt.
@@ -246,6 +248,7 @@ class CommerceJobController:
             for i in range(self.workers)
         ]
         self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
+        self.events.start()
 
     def _notify_retention(self) -> None:
         if self._retention_changed is not None:
@@ -294,6 +297,7 @@ class CommerceJobController:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.events.stop()
 
     # -- one reconcile --------------------------------------------------------------------------------------------
     def _is_admitted(self, key: Key, cjob: dict[str, Any]) -> bool:
@@ -486,7 +490,7 @@ class CommerceJobController:
         if event:
             event_type, reason, message = event
             log.info("%s/%s: %s: %s", namespace, name, reason, message)
-            await asyncio.to_thread(self.api.post_event, updated, "CommerceJob", reason, message, event_type)
+            self.events.record(updated, "CommerceJob", reason, message, event_type)
 
     @staticmethod
     def _job_name(cjob: dict[str, Any], attempt: int) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from datetime import datetime
 
 import pytest
@@ -22,6 +23,10 @@ def ts(value: str) -> datetime:
 
 def condition(obj: dict, kind: str = "Succeeded") -> dict:
     return next(c for c in obj["status"]["conditions"] if c["type"] == kind)
+
+
+def _event_on(name: str, reason: str) -> Callable[[client.CoreV1Event], bool]:
+    return lambda event: event.involved_object.name == name and event.reason == reason
 
 
 def jobs_of(batch: client.BatchV1Api, namespace: str, cjob: str) -> list[client.V1Job]:
@@ -68,8 +73,9 @@ def test_seed_import_runs_then_its_dependent_runs(
     assert job.metadata.owner_references[0].uid == parent["metadata"]["uid"]
     assert job.spec.template.spec.containers[0].command == ["php", "bin/console", "silver:import", "tmp"]
 
-    events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=import-solr").items
-    assert {"Started", "Finished"} <= {e.reason for e in events}
+    # Events are posted after the status that they report (off the workers' path): waited for, not listed once.
+    for reason in ("Started", "Finished"):
+        wait_for(core.list_namespaced_event, "", _event_on("import-solr", reason), namespace=namespace)
 
     child = cjobs.wait_final("import-solr-index-solr")
     assert state(child) == "Finished"

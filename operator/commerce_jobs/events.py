@@ -1,0 +1,70 @@
+"""Kubernetes Events, posted off the workers' path.
+
+A job's next step never waits for its Event: the workers hold a job only for the calls that decide its state, and
+Events, which are informational, go out from a bounded queue (client-go's recorders are asynchronous for the same
+reason). Past ``max_pending``, new Events are dropped and counted rather than held in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    obj: dict[str, Any]
+    kind: str
+    reason: str
+    message: str
+    event_type: str
+
+
+class EventRecorder:
+    def __init__(
+        self, post: Callable[[dict[str, Any], str, str, str, str], None], senders: int = 2, max_pending: int = 1000
+    ) -> None:
+        self._post = post
+        self._senders = senders
+        self._queue: asyncio.Queue[PendingEvent] = asyncio.Queue(max_pending)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.dropped = 0
+
+    def record(self, obj: dict[str, Any], kind: str, reason: str, message: str, event_type: str = "Normal") -> None:
+        try:
+            self._queue.put_nowait(PendingEvent(obj, kind, reason, message, event_type))
+        except asyncio.QueueFull:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning("events: %d dropped so far (the apiserver is slower than the jobs)", self.dropped)
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._send(), name=f"events-{i}") for i in range(self._senders)]
+
+    async def stop(self, flush_seconds: float = 5.0) -> None:
+        """Posts what is pending, for at most ``flush_seconds``, then stops."""
+        if self._tasks:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), flush_seconds)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _send(self) -> None:
+        while True:
+            event = await self._queue.get()
+            try:
+                await asyncio.to_thread(
+                    self._post, event.obj, event.kind, event.reason, event.message, event.event_type
+                )
+            except Exception:  # one Event that cannot be posted must not stop the others
+                log.exception("events: posting %s failed", event.reason)
+            finally:
+                self._queue.task_done()

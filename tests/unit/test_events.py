@@ -1,0 +1,63 @@
+import asyncio
+import threading
+from typing import Any
+
+from commerce_jobs.events import EventRecorder
+
+JOB = {"metadata": {"name": "import-solr", "namespace": "shop"}}
+
+
+def test_every_recorded_event_is_posted_by_the_time_the_recorder_stops() -> None:
+    posted: list[str] = []
+
+    async def scenario() -> None:
+        recorder = EventRecorder(lambda obj, kind, reason, message, event_type: posted.append(reason))
+        recorder.start()
+        for reason in ("Started", "Finished", "DependentsCreated"):
+            recorder.record(JOB, "CommerceJob", reason, "")
+        await recorder.stop()
+
+    asyncio.run(scenario())
+    assert sorted(posted) == ["DependentsCreated", "Finished", "Started"]
+
+
+def test_recording_never_waits_for_the_apiserver_and_drops_past_its_bound() -> None:
+    release = threading.Event()
+    posted: list[str] = []
+
+    def slow_post(obj: dict[str, Any], kind: str, reason: str, message: str, event_type: str) -> None:
+        release.wait(10)
+        posted.append(reason)
+
+    async def scenario() -> int:
+        recorder = EventRecorder(slow_post, senders=1, max_pending=2)
+        recorder.start()
+        for i in range(5):
+            recorder.record(JOB, "CommerceJob", f"E{i}", "")  # returns at once though the post blocks
+        dropped = recorder.dropped
+        release.set()
+        await recorder.stop()
+        return dropped
+
+    dropped = asyncio.run(scenario())
+    assert dropped == 3
+    assert posted == ["E0", "E1"]
+
+
+def test_an_event_that_cannot_be_posted_does_not_stop_the_others() -> None:
+    posted: list[str] = []
+
+    def post(obj: dict[str, Any], kind: str, reason: str, message: str, event_type: str) -> None:
+        if reason == "Broken":
+            raise RuntimeError("apiserver said no")
+        posted.append(reason)
+
+    async def scenario() -> None:
+        recorder = EventRecorder(post, senders=1)
+        recorder.start()
+        recorder.record(JOB, "CommerceJob", "Broken", "")
+        recorder.record(JOB, "CommerceJob", "Finished", "")
+        await recorder.stop()
+
+    asyncio.run(scenario())
+    assert posted == ["Finished"]
