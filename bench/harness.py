@@ -297,7 +297,7 @@ class BenchCluster:
         }  # fmt: skip
         self.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "commercejobs", body)
 
-    def run_steady(self, rate: float, seconds: float) -> tuple[int, list[float], list[float]]:
+    def run_steady(self, rate: float, seconds: float, prefix: str = "steady") -> tuple[int, list[float], list[float]]:
         created_at: dict[str, float] = {}
         job_seen: dict[str, float] = {}
         job_done: dict[str, float] = {}
@@ -313,7 +313,7 @@ class BenchCluster:
 
         def on_cjob(kind: str, obj: dict[str, Any], when: float) -> None:
             name = obj["metadata"]["name"]
-            if name.startswith("steady-") and name.endswith("-index"):
+            if name.startswith(f"{prefix}-") and name.endswith("-index"):
                 dependent_seen.setdefault(name, when)
                 if len(dependent_seen) >= total:
                     complete.set()
@@ -325,7 +325,7 @@ class BenchCluster:
             due = start + i / rate
             if (delay := due - time.monotonic()) > 0:
                 time.sleep(delay)  # the load generator's own pacing
-            name = f"steady-{i}"
+            name = f"{prefix}-{i}"
             self._create_cjob(name)
             created_at[name] = time.monotonic()
         complete.wait(600)
