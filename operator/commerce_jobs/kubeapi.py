@@ -29,6 +29,14 @@ class ForeignObject(Exception):
     """An object with the name that the operator needs exists but is not owned by the expected owner."""
 
 
+def api_message(error: ApiException) -> str:
+    """The apiserver's message of a refused request (its Status), or the HTTP reason."""
+    try:
+        return str(json.loads(error.body or "{}").get("message") or error.reason)
+    except (ValueError, AttributeError):
+        return str(error.reason)
+
+
 def _discard(response: Any) -> None:
     """Reads an unparsed answer's body, so that its connection goes back to the pool."""
     response.data  # noqa: B018
@@ -204,6 +212,15 @@ class KubeApi:
             field_manager=FIELD_MANAGER, force=True, _content_type="application/apply-patch+yaml",
         )  # fmt: skip
         return self.batch.api_client.sanitize_for_serialization(result)
+
+    def suspend_cronjob(self, namespace: str, name: str) -> None:
+        try:
+            self.batch.patch_namespaced_cron_job(
+                name, namespace, {"spec": {"suspend": True}}, field_manager=FIELD_MANAGER
+            )
+        except ApiException as e:
+            if e.status != 404:
+                raise
 
     def patch_cron_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self.custom.patch_namespaced_custom_object_status(
