@@ -50,7 +50,8 @@ def assert_refused(cjobs: CommerceJobs, core: client.CoreV1Api, name: str, messa
     assert final["status"]["attempts"] == 0
     assert "jobName" not in final["status"]
     # The Event follows the status write: wait for it.
-    wait_for(core.list_namespaced_event, "", lambda e: (e.involved_object.name, e.reason) == (name, "CommandNotAllowed"),
+    wanted = (name, "CommandNotAllowed")
+    wait_for(core.list_namespaced_event, "", lambda e: (e.involved_object.name, e.reason) == wanted,
              namespace=cjobs.namespace)  # fmt: skip
     return final
 
@@ -287,8 +288,8 @@ def test_the_example_roles_let_viewers_read_and_shop_operators_only_start_templa
         refused = forbidden(lambda n=name, s=spec: operator.create_namespaced_custom_object(
             GROUP, VERSION, namespace, "commercejobs", job(n, **s)))  # fmt: skip
         assert message in refused.body, name
-    forbidden(lambda: operator.create_namespaced_custom_object(GROUP, VERSION, namespace, "commercejobtemplates",
-                                                                {**template, "metadata": {"name": "mine"}}))  # fmt: skip
+    mine = {**template, "metadata": {"name": "mine"}}
+    forbidden(lambda: operator.create_namespaced_custom_object(GROUP, VERSION, namespace, "commercejobtemplates", mine))
     forbidden(lambda: operator.delete_namespaced_custom_object(GROUP, VERSION, namespace, "commercejobs", "started"))
     # The job that the shop operator started runs the template, as the operator's ServiceAccount fills it in.
     final = cjobs.wait_final("started")

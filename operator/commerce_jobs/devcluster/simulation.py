@@ -79,7 +79,8 @@ class PodLogSimulator:
 
     def handle(self, pod: Any) -> None:
         annotations = pod.metadata.annotations or {}
-        if not {OUTPUT, OUTPUT_BASE64} & set(annotations) or LOGS_READY in annotations or pod.metadata.deletion_timestamp:
+        wants_output = OUTPUT in annotations or OUTPUT_BASE64 in annotations
+        if not wants_output or LOGS_READY in annotations or pod.metadata.deletion_timestamp:
             return
         namespace, name = pod.metadata.namespace, pod.metadata.name
         data, stream = pod_output(annotations)
