@@ -170,7 +170,7 @@ def _ready(ok: bool, reason: str, message: str, now: datetime, generation: int |
         "type": "Ready",
         "status": "True" if ok else "False",
         "reason": reason,
-        "message": message,
+        "message": message if len(message) <= 4096 else message[:4093] + "...",  # the apiserver's may be long
         "lastTransitionTime": lifecycle.format_time(now),
     }
     if generation is not None:
