@@ -171,6 +171,7 @@ def test_generated_objects_are_refused_with_a_message_or_run_and_never_wedge_the
             accepted["commercecronjobs"].append(name)
 
     send_all()
+    print(f"hostile input: {sum(map(len, accepted.values()))} accepted, {len(refused)} refused by the apiserver")
     assert accepted["commercejobs"], "no generated CommerceJob was valid: the strategies need fixing"
     assert refused, "no generated object was invalid: the strategies need fixing"
 
@@ -178,7 +179,8 @@ def test_generated_objects_are_refused_with_a_message_or_run_and_never_wedge_the
         job = cjobs.wait(name, settled, timeout=120)
         status = job["status"]
         succeeded = next(c for c in status["conditions"] if c["type"] == "Succeeded")
-        assert succeeded["reason"] and succeeded["message"], job
+        assert succeeded["reason"], job
+        assert succeeded["message"], job
         if status.get("jobName"):
             # It ran: its argv is the spec's, item for item.
             spec = job["spec"]
@@ -204,11 +206,11 @@ def test_generated_objects_are_refused_with_a_message_or_run_and_never_wedge_the
 
 # -- outputs ----------------------------------------------------------------------------------------------------------
 def test_huge_binary_and_unterminated_output_keeps_a_bounded_readable_tail(cjobs: CommerceJobs) -> None:
-    binary = bytes(range(256)) * 16  # every byte value, NUL and ESC included
+    binary = bytes(range(256)) * 8  # every byte value, NUL and ESC included (annotation values: 4 KiB at most)
     cjobs.create("megabytes", command="silver:import",  # 8 MB on one line, no newline at all
                  podAnnotations=sim(output="0123456789" * 100, output_repeat="8000"))  # fmt: skip
     cjobs.create("binary", command="silver:import",  # 1 MiB of binary
-                 podAnnotations=sim(output_base64=base64.b64encode(binary).decode(), output_repeat="256"))  # fmt: skip
+                 podAnnotations=sim(output_base64=base64.b64encode(binary).decode(), output_repeat="512"))  # fmt: skip
     cjobs.create("escapes", command="silver:import",
                  podAnnotations=sim(output="\x1b[2J\x1b]0;owned\x07progress\r100%\tdone"))  # fmt: skip
     for name in ("megabytes", "binary", "escapes"):
@@ -231,15 +233,10 @@ def test_huge_binary_and_unterminated_output_keeps_a_bounded_readable_tail(cjobs
 
 
 # -- dependency trees -------------------------------------------------------------------------------------------------
-def tree(width: int, depth: int, prefix: str = "d") -> list[dict[str, Any]]:
-    return [
-        {
-            "name": f"{prefix}{i}",
-            "command": "silver:index",
-            **({"dependingJobs": tree(1, depth - 1)} if depth > 1 else {}),
-        }
-        for i in range(width)
-    ]
+def tree(width: int, depth: int) -> list[dict[str, Any]]:
+    """``width`` dependents on each of ``depth`` levels: width + width**2 + ... jobs."""
+    below = {"dependingJobs": tree(width, depth - 1)} if depth > 1 else {}
+    return [{"name": f"d{i}", "command": "silver:index", **below} for i in range(width)]
 
 
 @pytest.mark.parametrize(
@@ -264,10 +261,11 @@ def test_a_dependency_tree_past_its_limits_is_refused_by_the_apiserver(
     assert message in applied.stderr
 
 
-def test_the_widest_and_deepest_allowed_tree_is_accepted(
-    crds: None, custom: client.CustomObjectsApi, namespace: str
-) -> None:
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CommerceJob", "metadata": {"name": "tree"},
-            "spec": {"command": "silver:import", "cancel": True,  # canceled: only the schema is under test
-                     "dependingJobs": [*tree(crd.MAX_DEPENDENTS - 1, 1, "w"), *tree(1, crd.MAX_DEPENDENCY_DEPTH)]}}  # fmt: skip
-    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "commercejobs", body)
+def test_the_largest_allowed_tree_is_accepted_and_its_cancel_recorded(cjobs: CommerceJobs) -> None:
+    # 20 + 20**2 + 20**3 = 8420 dependents: the most the schema allows, and what the status must then hold.
+    cjobs.create("tree", command="silver:import", cancel=True, dependingJobs=tree(crd.MAX_DEPENDENTS, 3))
+    final = cjobs.wait_final("tree")
+    assert state(final) == "Canceled"
+    dependents = final["status"]["dependents"]
+    assert len(dependents) == 8420
+    assert dependents[-1] == {"name": "tree-d19-d19-d19", "state": "Canceled"}
