@@ -171,13 +171,14 @@ def test_generated_objects_are_refused_with_a_message_or_run_and_never_wedge_the
             accepted["commercecronjobs"].append(name)
 
     send_all()
-    print(f"hostile input: {sum(map(len, accepted.values()))} accepted, {len(refused)} refused by the apiserver")
     assert accepted["commercejobs"], "no generated CommerceJob was valid: the strategies need fixing"
     assert refused, "no generated object was invalid: the strategies need fixing"
 
+    outcomes: list[str] = []
     for name in accepted["commercejobs"]:
         job = cjobs.wait(name, settled, timeout=120)
         status = job["status"]
+        outcomes.append(f"{status['state']}/{status['reason']}")
         succeeded = next(c for c in status["conditions"] if c["type"] == "Succeeded")
         assert succeeded["reason"], job
         assert succeeded["message"], job
@@ -196,6 +197,8 @@ def test_generated_objects_are_refused_with_a_message_or_run_and_never_wedge_the
         has_cronjob = bool(batch.list_namespaced_cron_job(namespace, field_selector=f"metadata.name={name}").items)
         assert has_cronjob == (ready["status"] == "True"), cron
 
+    print(f"hostile input: {len(refused)} refused by the apiserver; CommerceJobs: {sorted(outcomes)}; "
+          f"{len(accepted['commercecronjobs'])} CommerceCronJobs")  # fmt: skip
     # No crash, no wedge: the operator lives, logged no traceback, and still runs an ordinary job to its end.
     assert operator.poll() is None
     log = OPERATOR_LOG.read_bytes()[offset:].decode(errors="replace")
