@@ -136,7 +136,7 @@ class CronController:
         except InvalidSpec as e:
             return _ready(False, e.reason, str(e), now, generation)
         except ApiException as e:
-            if e.status != 422:
+            if e.status not in (400, 422):
                 raise
             # The apiserver checks what the CRD schema cannot: the cron expression, the time zone.
             message = _api_message(e)

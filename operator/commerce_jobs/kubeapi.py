@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +36,19 @@ def api_message(error: ApiException) -> str:
         return str(json.loads(error.body or "{}").get("message") or error.reason)
     except (ValueError, AttributeError):
         return str(error.reason)
+
+
+# Characters that JSON carries raw but YAML does not (DEL, C1 controls, U+FFFE/U+FFFF), or reads as line breaks and
+# folds into a space inside a quoted string (NEL, U+2028, U+2029): escaped as \uXXXX.
+_NOT_YAML_PRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ufffe\uffff]")
+
+
+def apply_body(manifest: dict[str, Any]) -> str:
+    """A server-side apply body: JSON, which the apiserver parses as YAML. The client's own serializer escapes
+    characters outside the BMP as UTF-16 surrogate pairs, which YAML refuses ("invalid Unicode character escape"),
+    so a job param such as an emoji would keep its CronJob from ever being applied; here they stay raw UTF-8."""
+    text = json.dumps(manifest, ensure_ascii=False)
+    return _NOT_YAML_PRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _discard(response: Any) -> None:
@@ -208,7 +222,7 @@ class KubeApi:
     def apply_cronjob(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply: creates the CronJob or brings it in step, owning only the fields it sets."""
         result = self.batch.patch_namespaced_cron_job(
-            manifest["metadata"]["name"], manifest["metadata"]["namespace"], manifest,
+            manifest["metadata"]["name"], manifest["metadata"]["namespace"], apply_body(manifest),
             field_manager=FIELD_MANAGER, force=True, _content_type="application/apply-patch+yaml",
         )  # fmt: skip
         return self.batch.api_client.sanitize_for_serialization(result)
