@@ -220,12 +220,26 @@ class KubeApi:
 
     # -- CronJobs ----------------------------------------------------------------------------------------------------
     def apply_cronjob(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply: creates the CronJob or brings it in step, owning only the fields it sets."""
-        result = self.batch.patch_namespaced_cron_job(
-            manifest["metadata"]["name"], manifest["metadata"]["namespace"], apply_body(manifest),
-            field_manager=FIELD_MANAGER, force=True, _content_type="application/apply-patch+yaml",
-        )  # fmt: skip
-        return self.batch.api_client.sanitize_for_serialization(result)
+        """Server-side apply: creates the CronJob or brings it in step, owning only the fields it sets. The body is
+        serialized here (see apply_body), so the request is built one level below the generated method, which
+        takes only dicts."""
+        meta = manifest["metadata"]
+        api = self.batch.api_client
+        request = api.param_serialize(
+            method="PATCH",
+            resource_path="/apis/batch/v1/namespaces/{namespace}/cronjobs/{name}",
+            path_params={"namespace": meta["namespace"], "name": meta["name"]},
+            query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            header_params={"Accept": "application/json", "Content-Type": "application/apply-patch+yaml"},
+            body=apply_body(manifest),
+            auth_settings=["BearerToken"],
+        )
+        response = api.call_api(*request)
+        response.read()
+        if not 200 <= response.status <= 299:
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        result: dict[str, Any] = json.loads(response.data)
+        return result
 
     def suspend_cronjob(self, namespace: str, name: str) -> None:
         try:
