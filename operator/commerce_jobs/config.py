@@ -18,6 +18,9 @@ Read from a YAML file (the chart mounts it from a ConfigMap), path given by ``--
       maxRetentionSucceeded: 1 hour # Finished
       perCall: 10                   # deletions per round
       intervalSeconds: 60           # between rounds while there is a backlog
+    allowedCommands:                # off when absent or empty: any console command runs
+      - "silver:*"                  # glob patterns, matched against the command's name only (see policy.py)
+      - "ibexa:commerce:*"
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ class OperatorConfig:
     pod_start_timeout_seconds: int = 300
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     retention_interval_seconds: float = 60.0
+    # Glob patterns of the console commands that may run; empty: any (see policy.py for what is matched).
+    allowed_commands: tuple[str, ...] = ()
 
     def queue_limit(self, queue: str) -> int | None:
         return self.queue_limits.get(queue, self.default_queue_limit)
@@ -63,6 +68,7 @@ class OperatorConfig:
             "outputMaxBytes",
             "podStartTimeoutSeconds",
             "retention",
+            "allowedCommands",
         }
         if unknown:
             raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
@@ -85,7 +91,10 @@ class OperatorConfig:
         if not isinstance(start_timeout, int) or start_timeout < 1:
             raise ConfigError("podStartTimeoutSeconds must be an integer >= 1")
         retention, interval = _retention(data.get("retention") or {})
-        return cls(defaults, limits, default_limit, max_bytes, start_timeout, retention, interval)
+        allowed = data.get("allowedCommands") or []
+        if not isinstance(allowed, list) or not all(isinstance(p, str) and p.strip() for p in allowed):
+            raise ConfigError("allowedCommands must be a list of glob patterns, e.g. ['silver:*', 'ibexa:commerce:*']")
+        return cls(defaults, limits, default_limit, max_bytes, start_timeout, retention, interval, tuple(allowed))
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> OperatorConfig:

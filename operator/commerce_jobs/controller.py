@@ -14,6 +14,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from commerce_jobs import lifecycle, retention
 from commerce_jobs.config import OperatorConfig
 from commerce_jobs.cronbuild import CRON_LABEL
@@ -21,7 +23,7 @@ from commerce_jobs.cronbuild import adopted_run as build_adopted_run
 from commerce_jobs.dependents import build_dependent, canceled_tree
 from commerce_jobs.events import EventRecorder
 from commerce_jobs.jobbuild import ATTEMPT_LABEL, OWNER_LABEL, InvalidSpec, job_manifest
-from commerce_jobs.kubeapi import ForeignObject, KubeApi, pod_outcome
+from commerce_jobs.kubeapi import ForeignObject, KubeApi, api_message, pod_outcome
 from commerce_jobs.lifecycle import AttemptResult, Decision, JobView, PodOutcome, PodProblem
 from commerce_jobs.workqueue import WorkQueue, serve
 
@@ -34,6 +36,8 @@ STUCK_REASONS = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError",
      "CreateContainerError"}
 )  # fmt: skip
+
+MAX_MESSAGE = 4096  # of a refusal in the status (the schema allows 32 KiB)
 
 STATE_EVENTS = {
     lifecycle.FINISHED: ("Normal", "Finished"),
@@ -414,18 +418,11 @@ class CommerceJobController:
             event = ("Normal", "Started", f"scheduled run: Job {decision.adopt} started by its CronJob")
 
         if decision.create_attempt is not None:
+            refused: tuple[str, str] | None = None
             try:
                 manifest = job_manifest(cjob, decision.create_attempt, self.config)
             except InvalidSpec as e:
-                status = lifecycle.final_status(
-                    cjob, lifecycle.FAILED, JobView("", decision.create_attempt, failed=True,
-                                                    failure_reason="InvalidSpec"),
-                    AttemptResult(None, "", False), now,
-                )  # fmt: skip
-                status.update(reason="InvalidSpec", message=str(e), attempts=0)
-                status["conditions"][0].update(reason="InvalidSpec", message=str(e))
-                status["dependents"] = canceled_tree(name, (cjob.get("spec") or {}).get("dependingJobs") or [])
-                event = ("Warning", "InvalidSpec", str(e))
+                refused = (e.reason, str(e))
             else:
                 try:
                     await asyncio.to_thread(self.api.create_job, manifest, cjob["metadata"]["uid"])
@@ -434,6 +431,15 @@ class CommerceJobController:
                     event = ("Warning", "NameConflict", str(e))
                     await self._write(key, cjob, status, event)
                     raise
+                except ApiException as e:
+                    # The schema keeps env, volumes, resources ... free-form; the apiserver checks them in the Job.
+                    # Its refusal is the user's to fix, not a reason to retry for ever.
+                    if e.status not in (400, 422):
+                        raise
+                    refused = ("InvalidSpec", f"the apiserver refused the Job: {api_message(e)}")
+            if refused is not None:
+                status, event = self._refusal(cjob, decision.create_attempt, *refused, now)
+            else:
                 status["jobName"] = manifest["metadata"]["name"]
                 # Known before the watch reports it, so the next decision does not ask the apiserver again.
                 self.jobs.setdefault(key, {})[decision.create_attempt] = JobView(
@@ -475,6 +481,21 @@ class CommerceJobController:
             self._wake_queue((cjob.get("spec") or {}).get("queue", "default"))
         if decision.requeue_after is not None:
             self.queue.add_after(key, decision.requeue_after)
+
+    @staticmethod
+    def _refusal(
+        cjob: dict[str, Any], attempt: int, reason: str, message: str, now: datetime
+    ) -> tuple[dict[str, Any], tuple[str, str, str]]:
+        """The job cannot run as written: Failed with the reason, no Job created, its dependents Canceled."""
+        if len(message) > MAX_MESSAGE:  # the apiserver's message quotes the values it refused, 4 KiB each
+            message = message[: MAX_MESSAGE - 3] + "..."
+        view = JobView("", attempt, failed=True, failure_reason=reason)
+        status = lifecycle.final_status(cjob, lifecycle.FAILED, view, AttemptResult(None, "", False), now)
+        status.update(reason=reason, message=message, attempts=0)
+        status["conditions"][0].update(reason=reason, message=message)
+        name = cjob["metadata"]["name"]
+        status["dependents"] = canceled_tree(name, (cjob.get("spec") or {}).get("dependingJobs") or [])
+        return status, ("Warning", reason, message)
 
     async def _write(
         self, key: Key, cjob: dict[str, Any], status: dict[str, Any], event: tuple[str, str, str] | None

@@ -26,6 +26,7 @@ MAX_PARAM_LENGTH = 4096
 STATES = ["Pending", "Running", "Finished", "Failed", "Terminated", "Canceled", "Incomplete"]
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 CONSOLE_COMMAND = r"^[A-Za-z0-9_][A-Za-z0-9_:.\-]*$"
+NO_NUL = r"^[^\x00]*$"  # execve ends an argument at NUL: such a param could never reach the command verbatim
 
 
 def _string(description: str, max_length: int = 253, **extra: Any) -> dict[str, Any]:
@@ -62,12 +63,15 @@ def _command_fields() -> dict[str, Any]:
             253,
             pattern=CONSOLE_COMMAND,
         ),
-        "params": _strings(
-            "Arguments of the command, each passed as one argv item: never through a shell, so spaces, quotes "
-            "and $(...) reach the command verbatim.",
-            MAX_PARAMS,
-            MAX_PARAM_LENGTH,
-        ),
+        "params": {
+            **_strings(
+                "Arguments of the command, each passed as one argv item: never through a shell, so spaces, quotes, "
+                "newlines and $(...) reach the command verbatim. Only NUL cannot be in an argv item.",
+                MAX_PARAMS,
+                MAX_PARAM_LENGTH,
+            ),
+            "items": _string("", MAX_PARAM_LENGTH, pattern=NO_NUL),
+        },
         "label": _string("A short title for people, e.g. 'Import products'.", 253),
         "description": _string("What the job does, for people.", 4096),
     }
@@ -83,9 +87,24 @@ def _dependent_schema(depth: int) -> dict[str, Any]:
         "maxRetries": {"type": "integer", "minimum": 0, "maximum": 20, "description": "Retries after a failure."},
         "podAnnotations": _string_map("Annotations of the dependent's pods, added to the parent's."),
     }
+    schema: dict[str, Any] = {"type": "object", "required": ["name", "command"], "properties": properties}
     if depth < MAX_DEPENDENCY_DEPTH:
         properties["dependingJobs"] = _dependents(depth + 1)
-    return {"type": "object", "required": ["name", "command"], "properties": properties}
+    else:
+        # Declared only to be refused with a message: left out, a deeper level would be an unknown field, which
+        # clients without strict field validation (the Python client, kopf) would see silently pruned.
+        properties["dependingJobs"] = {
+            "type": "array",
+            "maxItems": MAX_DEPENDENTS,
+            "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        }
+        schema["x-kubernetes-validations"] = [
+            {
+                "rule": "!has(self.dependingJobs)",
+                "message": f"dependingJobs nest at most {MAX_DEPENDENCY_DEPTH} levels below a job",
+            }
+        ]
+    return schema
 
 
 def _dependents(depth: int) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from commerce_jobs import lifecycle
 from commerce_jobs.config import OperatorConfig
 from commerce_jobs.controller import CommerceJobController, Key
 from commerce_jobs.cronbuild import CRON_LABEL, cronjob_manifest, cronjob_name
-from commerce_jobs.jobbuild import InvalidSpec
+from commerce_jobs.jobbuild import CommandNotAllowed, InvalidSpec
 from commerce_jobs.kubeapi import KubeApi
 from commerce_jobs.workqueue import WorkQueue, serve
 
@@ -89,10 +89,12 @@ class CronController:
         ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
         # Apply when the spec changed, or when the CronJob went missing; a spec that the apiserver refused waits
         # for the next change of the spec.
+        # ... or when the allowlist changed (a restart with a new configuration) so that the command's verdict did.
         in_step = (
             status.get("observedGeneration") == generation
             and ready is not None
             and (ready.get("status") == "False" or key in self.cronjobs)
+            and (ready.get("reason") == CommandNotAllowed.reason) == self._not_allowed(cron)
         )
         new: dict[str, Any] = {}
         if not in_step:
@@ -126,10 +128,15 @@ class CronController:
         try:
             manifest = cronjob_manifest(cron, self.config)
             await asyncio.to_thread(self.api.apply_cronjob, manifest)
+        except CommandNotAllowed as e:
+            key = (cron["metadata"]["namespace"], cron["metadata"]["name"])
+            if key in self.cronjobs:  # created before the allowlist forbade the command: no further runs
+                await asyncio.to_thread(self.api.suspend_cronjob, key[0], self.cronjobs[key]["name"])
+            return _ready(False, e.reason, str(e), now, generation)
         except InvalidSpec as e:
-            return _ready(False, "InvalidSpec", str(e), now, generation)
+            return _ready(False, e.reason, str(e), now, generation)
         except ApiException as e:
-            if e.status != 422:
+            if e.status not in (400, 422):
                 raise
             # The apiserver checks what the CRD schema cannot: the cron expression, the time zone.
             message = _api_message(e)
@@ -137,6 +144,15 @@ class CronController:
             return _ready(False, reason, message, now, generation)
         message = f"CronJob {manifest['metadata']['name']} schedules the runs"
         return {**_ready(True, "Scheduled", message, now, generation), "cronJobName": manifest["metadata"]["name"]}
+
+    def _not_allowed(self, cron: dict[str, Any]) -> bool:
+        try:
+            cronjob_manifest(cron, self.config)
+        except CommandNotAllowed:
+            return True
+        except InvalidSpec:
+            return False
+        return False
 
     def _last_run(self, namespace: str, cron: str) -> dict[str, Any] | None:
         runs = [
@@ -154,7 +170,7 @@ def _ready(ok: bool, reason: str, message: str, now: datetime, generation: int |
         "type": "Ready",
         "status": "True" if ok else "False",
         "reason": reason,
-        "message": message,
+        "message": message if len(message) <= 4096 else message[:4093] + "...",  # the apiserver's may be long
         "lastTransitionTime": lifecycle.format_time(now),
     }
     if generation is not None:

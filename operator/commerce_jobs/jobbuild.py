@@ -10,6 +10,7 @@ import copy
 import hashlib
 from typing import Any
 
+from commerce_jobs import policy
 from commerce_jobs.config import OperatorConfig
 
 API_VERSION = "commercejobs.dev/v1alpha1"
@@ -39,6 +40,14 @@ MERGED_BY_KEY = {"env": "name", "volumes": "name", "volumeMounts": "mountPath"}
 
 class InvalidSpec(ValueError):
     """A CommerceJob that the schema let through but that cannot run; the message tells the user what to fix."""
+
+    reason = "InvalidSpec"  # of the status condition that refuses the job
+
+
+class CommandNotAllowed(InvalidSpec):
+    """The job's command (or a dependent's, or its console) is outside the operator's allowedCommands."""
+
+    reason = "CommandNotAllowed"
 
 
 def effective_spec(spec: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
@@ -99,6 +108,10 @@ def job_manifest(cjob: dict[str, Any], attempt: int, config: OperatorConfig) -> 
         raise InvalidSpec("no image: set spec.image, or jobDefaults.image in the operator's configuration")
     if not spec.get("command"):
         raise InvalidSpec("no command: set spec.command (or spec.templateRef)")
+    default_console = config.job_defaults.get("consoleCommand") or DEFAULT_CONSOLE
+    refused = policy.refusal(cjob.get("spec") or {}, config.allowed_commands, default_console)
+    if refused:
+        raise CommandNotAllowed(refused)
     name = job_name(meta["name"], attempt)
     # Label values are at most 63 characters; the owner's full name is in an annotation and the ownerReference.
     labels = {**MANAGED_BY, OWNER_LABEL: _label_value(meta["name"]), ATTEMPT_LABEL: str(attempt)}

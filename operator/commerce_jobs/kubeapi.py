@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +28,27 @@ class Conflict(Requeue):
 
 class ForeignObject(Exception):
     """An object with the name that the operator needs exists but is not owned by the expected owner."""
+
+
+def api_message(error: ApiException) -> str:
+    """The apiserver's message of a refused request (its Status), or the HTTP reason."""
+    try:
+        return str(json.loads(error.body or "{}").get("message") or error.reason)
+    except (ValueError, AttributeError):
+        return str(error.reason)
+
+
+# Characters that JSON carries raw but YAML does not (DEL, C1 controls, U+FFFE/U+FFFF), or reads as line breaks and
+# folds into a space inside a quoted string (NEL, U+2028, U+2029): escaped as \uXXXX.
+_NOT_YAML_PRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ufffe\uffff]")
+
+
+def apply_body(manifest: dict[str, Any]) -> str:
+    """A server-side apply body: JSON, which the apiserver parses as YAML. The client's own serializer escapes
+    characters outside the BMP as UTF-16 surrogate pairs, which YAML refuses ("invalid Unicode character escape"),
+    so a job param such as an emoji would keep its CronJob from ever being applied; here they stay raw UTF-8."""
+    text = json.dumps(manifest, ensure_ascii=False)
+    return _NOT_YAML_PRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _discard(response: Any) -> None:
@@ -198,12 +220,35 @@ class KubeApi:
 
     # -- CronJobs ----------------------------------------------------------------------------------------------------
     def apply_cronjob(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply: creates the CronJob or brings it in step, owning only the fields it sets."""
-        result = self.batch.patch_namespaced_cron_job(
-            manifest["metadata"]["name"], manifest["metadata"]["namespace"], manifest,
-            field_manager=FIELD_MANAGER, force=True, _content_type="application/apply-patch+yaml",
-        )  # fmt: skip
-        return self.batch.api_client.sanitize_for_serialization(result)
+        """Server-side apply: creates the CronJob or brings it in step, owning only the fields it sets. The body is
+        serialized here (see apply_body), so the request is built one level below the generated method, which
+        takes only dicts."""
+        meta = manifest["metadata"]
+        api = self.batch.api_client
+        request = api.param_serialize(
+            method="PATCH",
+            resource_path="/apis/batch/v1/namespaces/{namespace}/cronjobs/{name}",
+            path_params={"namespace": meta["namespace"], "name": meta["name"]},
+            query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            header_params={"Accept": "application/json", "Content-Type": "application/apply-patch+yaml"},
+            body=apply_body(manifest),
+            auth_settings=["BearerToken"],
+        )
+        response = api.call_api(*request)
+        response.read()
+        if not 200 <= response.status <= 299:
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        result: dict[str, Any] = json.loads(response.data)
+        return result
+
+    def suspend_cronjob(self, namespace: str, name: str) -> None:
+        try:
+            self.batch.patch_namespaced_cron_job(
+                name, namespace, {"spec": {"suspend": True}}, field_manager=FIELD_MANAGER
+            )
+        except ApiException as e:
+            if e.status != 404:
+                raise
 
     def patch_cron_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self.custom.patch_namespaced_custom_object_status(

@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 DEFAULT_MAX_BYTES = 64 * 1024
+# C0 controls and DEL, but tab, newline and carriage return (progress bars), are shown as U+FFFD.
+_CONTROLS = {c: "\ufffd" for c in [*range(32), 127] if chr(c) not in "\t\n\r"}
 TRUNCATION_MARK = "[... output truncated: only the last {kept} of {total} bytes are kept ...]\n"
 
 
@@ -20,8 +22,10 @@ def tail_of(chunks: Iterable[bytes], max_bytes: int = DEFAULT_MAX_BYTES) -> Outp
     """Keeps the last ``max_bytes`` of a stream of chunks, holding at most about twice that in memory.
 
     The result is always valid text: bytes that are not UTF-8 (binary output, or a character cut in two at the
-    start of the tail) become U+FFFD, and NUL bytes, which the apiserver's JSON would carry but many viewers choke
-    on, become U+FFFD too.
+    start of the tail) become U+FFFD, and so do control characters other than tab, newline and carriage return
+    (NUL, which many viewers choke on, and ESC, whose sequences would drive the terminal of whoever runs
+    `kubectl describe`). Its UTF-8 stays within ``max_bytes`` (plus the truncation mark) even though each
+    replaced byte takes three.
     """
     kept = bytearray()
     total = 0
@@ -33,7 +37,11 @@ def tail_of(chunks: Iterable[bytes], max_bytes: int = DEFAULT_MAX_BYTES) -> Outp
     truncated = total > max_bytes
     if truncated:
         del kept[: len(kept) - max_bytes]
-    text = bytes(kept).decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+    text = bytes(kept).decode("utf-8", errors="replace").translate(_CONTROLS)
+    encoded = text.encode()
+    if len(encoded) > max_bytes:  # replacement characters made it longer: keep whole characters of the end
+        text = encoded[-max_bytes:].decode("utf-8", errors="ignore")
+        truncated = True
     if truncated:
         text = TRUNCATION_MARK.format(kept=max_bytes, total=total) + text
     return OutputTail(text=text, truncated=truncated, total_bytes=total)

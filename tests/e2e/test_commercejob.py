@@ -298,7 +298,7 @@ def cjob_manifest(spec: str, name: str = "bad") -> str:
          "Duplicate value"),
         ("  command: a\n  dependingJobs: [{name: b, command: b, dependingJobs: [{name: c, command: c, "
          "dependingJobs: [{name: d, command: d, dependingJobs: [{name: e, command: e}]}]}]}]\n",
-         'unknown field "spec.dependingJobs[0].dependingJobs[0].dependingJobs[0].dependingJobs"'),
+         "dependingJobs nest at most 3 levels below a job"),
         ("  command: silver:import\n  commnd: typo\n", 'unknown field "spec.commnd"'),
     ],
 )  # fmt: skip

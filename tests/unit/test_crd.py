@@ -30,7 +30,10 @@ def test_depending_jobs_nest_exactly_to_the_documented_depth() -> None:
     schema = yaml.safe_load(CRD_FILE.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     level = schema["properties"]["spec"]
     depth = 0
-    while "dependingJobs" in level["properties"]:
+    while "properties" in level["properties"]["dependingJobs"]["items"]:
         level = level["properties"]["dependingJobs"]["items"]
         depth += 1
     assert depth == crd.MAX_DEPENDENCY_DEPTH
+    # The level below the last is declared only to be refused with a message (see the e2e test of kubectl apply).
+    (rule,) = level["x-kubernetes-validations"]
+    assert rule["rule"] == "!has(self.dependingJobs)"

@@ -34,4 +34,18 @@ def test_binary_output_becomes_readable_text() -> None:
 
 def test_a_character_cut_at_the_start_of_the_tail_does_not_break_decoding() -> None:
     tail = tail_of(["é".encode() * 10], max_bytes=5)  # 5 bytes: half an é, then two whole ones
-    assert tail.text.endswith("\ufffdéé")
+    body = tail.text.split("...]\n", 1)[1]
+    assert body == "éé"  # the half é became U+FFFD, which made the tail longer than 5 bytes: it went first
+
+
+def test_binary_output_stays_within_the_byte_limit_though_each_bad_byte_takes_three() -> None:
+    tail = tail_of(chunked(b"\xff" * 100_000, 4096), max_bytes=1000)
+    body = tail.text.split("...]\n", 1)[1]
+    assert tail.truncated
+    assert body == "\ufffd" * 333
+    assert len(body.encode()) <= 1000
+
+
+def test_terminal_escapes_and_controls_are_defused_but_tabs_and_newlines_kept() -> None:
+    tail = tail_of([b"\x1b[31mred\x1b[0m\tdone\r\n\x07\x7f"], max_bytes=1024)
+    assert tail.text == "\ufffd[31mred\ufffd[0m\tdone\r\n\ufffd\ufffd"

@@ -1,8 +1,9 @@
+import base64
 from datetime import UTC, datetime
 
 import pytest
 
-from commerce_jobs.devcluster.simulation import cri_log_lines, pod_output
+from commerce_jobs.devcluster.simulation import cri_log, cri_log_lines, pod_output
 
 WHEN = datetime(2026, 11, 22, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -31,4 +32,14 @@ def test_output_repeats_and_rejects_unknown_streams() -> None:
         "sim.commercejobs.dev/output-repeat": "3",
         "sim.commercejobs.dev/output-stream": "elsewhere",
     }
-    assert pod_output(annotations) == ("ab\nab\nab\n", "stdout")
+    assert pod_output(annotations) == (b"ab\nab\nab\n", "stdout")
+
+
+def test_binary_output_comes_from_base64_and_survives_the_cri_format() -> None:
+    data = bytes(range(256)) * 2 + b"no newline at the end \xff"
+    annotations = {"sim.commercejobs.dev/output-base64": base64.b64encode(data).decode()}
+    output, _ = pod_output(annotations)
+    assert output == data
+    lines = cri_log(output, when=WHEN).split(b"\n")[:-1]
+    joined = b"".join(line.split(b" ", 3)[3] + (b"\n" if line.split(b" ", 3)[2] == b"F" else b"") for line in lines)
+    assert joined == data

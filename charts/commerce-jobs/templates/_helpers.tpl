@@ -40,4 +40,7 @@ defaultQueueMaxRunning: {{ toJson .Values.defaultQueueMaxRunning }}
 outputMaxBytes: {{ .Values.outputMaxBytes }}
 podStartTimeoutSeconds: {{ .Values.podStartTimeoutSeconds }}
 retention: {{ toJson .Values.retention }}
+{{- with .Values.allowedCommands }}
+allowedCommands: {{ toJson . }}
+{{- end }}
 {{- end -}}

@@ -9,11 +9,14 @@ Annotations read on a pod:
     sim.commercejobs.dev/output         the text that the container prints
     sim.commercejobs.dev/output-repeat  print the text this many times (for outputs larger than an annotation)
     sim.commercejobs.dev/output-stream  stdout (default) or stderr
+    sim.commercejobs.dev/output-base64  bytes to print, base64-encoded (binary output); printed after ``output``
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import logging
 import signal
 import sys
@@ -29,33 +32,43 @@ PREFIX = "sim.commercejobs.dev/"
 OUTPUT = PREFIX + "output"
 OUTPUT_REPEAT = PREFIX + "output-repeat"
 OUTPUT_STREAM = PREFIX + "output-stream"
+OUTPUT_BASE64 = PREFIX + "output-base64"
 LOGS_READY = PREFIX + "logs-ready"
 
 log = logging.getLogger("pod-simulator")
 
 
-def cri_log_lines(text: str, stream: str = "stdout", when: datetime | None = None) -> list[str]:
-    """Formats text as CRI log lines: ``<RFC3339Nano> <stream> <F|P> <content>``.
+def cri_log(data: bytes, stream: str = "stdout", when: datetime | None = None) -> bytes:
+    """Formats output as a CRI log file: lines ``<RFC3339Nano> <stream> <F|P> <content>``.
 
     A last line without a newline is written as a partial line (``P``), as a container runtime does for output
-    that ends without one, so a reader joins the lines back to the exact text.
+    that ends without one, so a reader joins the lines back to the exact bytes (binary ones too).
     """
-    stamp = (when or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    stamp = (when or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
     lines = []
-    parts = text.split("\n")
+    parts = data.split(b"\n")
     for index, part in enumerate(parts):
         last = index == len(parts) - 1
-        if last and part == "":
+        if last and part == b"":
             break
-        lines.append(f"{stamp} {stream} {'P' if last else 'F'} {part}")
-    return lines
+        lines.append(b"%s %s %s %s\n" % (stamp, stream.encode(), b"P" if last else b"F", part))
+    return b"".join(lines)
 
 
-def pod_output(annotations: dict[str, str]) -> tuple[str, str]:
+def cri_log_lines(text: str, stream: str = "stdout", when: datetime | None = None) -> list[str]:
+    """``cri_log`` of text, as lines without their newline."""
+    return cri_log(text.encode(), stream, when).decode().split("\n")[:-1]
+
+
+def pod_output(annotations: dict[str, str]) -> tuple[bytes, str]:
     text = annotations.get(OUTPUT, "")
     repeat = int(annotations.get(OUTPUT_REPEAT, "1") or "1")
     stream = annotations.get(OUTPUT_STREAM, "stdout")
-    return text * max(repeat, 1), stream if stream in ("stdout", "stderr") else "stdout"
+    try:
+        raw = base64.b64decode(annotations.get(OUTPUT_BASE64, ""), validate=True)
+    except (binascii.Error, ValueError):
+        raw = b"<invalid sim.commercejobs.dev/output-base64>"
+    return (text.encode() + raw) * max(repeat, 1), stream if stream in ("stdout", "stderr") else "stdout"
 
 
 class PodLogSimulator:
@@ -66,13 +79,14 @@ class PodLogSimulator:
 
     def handle(self, pod: Any) -> None:
         annotations = pod.metadata.annotations or {}
-        if OUTPUT not in annotations or LOGS_READY in annotations or pod.metadata.deletion_timestamp:
+        wants_output = OUTPUT in annotations or OUTPUT_BASE64 in annotations
+        if not wants_output or LOGS_READY in annotations or pod.metadata.deletion_timestamp:
             return
         namespace, name = pod.metadata.namespace, pod.metadata.name
-        text, stream = pod_output(annotations)
+        data, stream = pod_output(annotations)
         path = self.directory / namespace / f"{name}.log"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(line + "\n" for line in cri_log_lines(text, stream)))
+        path.write_bytes(cri_log(data, stream))
         body = {
             "apiVersion": "kwok.x-k8s.io/v1alpha1",
             "kind": "Logs",
