@@ -198,7 +198,7 @@ def create_parents(faults: Faults, ns: str, count: int, duration: str = "1s") ->
     return names
 
 
-def wait_all_final(faults: Faults, ns: str, expected: set[str], timeout: float = 300) -> dict[str, dict[str, Any]]:
+def wait_all_final(faults: Faults, ns: str, expected: set[str], timeout: float = 150) -> dict[str, dict[str, Any]]:
     """Returns every CommerceJob of the namespace once all ``expected`` exist and are final (list, then watch)."""
     custom = client.CustomObjectsApi(faults.api)
     list_fn = functools.partial(custom.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL)
@@ -228,7 +228,10 @@ def wait_all_final(faults: Faults, ns: str, expected: set[str], timeout: float =
             if e.status != 410:
                 raise
     missing = sorted(n for n in expected if state(seen.get(n, {})) not in FINAL)
-    raise AssertionError(f"{len(missing)} CommerceJob(s) not final after {timeout}s: {missing[:20]}")
+    jobs = client.BatchV1Api(faults.api).list_namespaced_job(ns).items
+    details = {n: ((seen.get(n) or {}).get("status"), [(j.metadata.name, j.status.to_dict()) for j in jobs
+               if j.metadata.labels.get("commercejobs.dev/job-name") == n]) for n in missing[:5]}  # fmt: skip
+    raise AssertionError(f"{len(missing)} CommerceJob(s) not final after {timeout}s: {missing[:20]}\n{details}")
 
 
 def assert_each_attempt_once(faults: Faults, ns: str, expected: set[str]) -> int:
