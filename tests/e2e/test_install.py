@@ -210,3 +210,25 @@ def test_the_argocd_health_checks_judge_real_objects(
     status, message = lua_health("commercecronjob-health.lua", wait_for(list_crons, "bad", ready))
     assert status == "Degraded"
     assert message.startswith("InvalidSchedule: ")
+
+
+def test_leader_election_is_on_with_a_lease_role_limited_by_name(helm: Path) -> None:
+    objects = kinds(template(helm, "--set=replicaCount=2").stdout)
+    args = objects["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--leader-election" in args and "--standalone" not in args
+    assert "--lease-name=shop-jobs-commerce-jobs" in args and "--lease-namespace=shop" in args
+    (role,) = [r for r in objects["Role"] if r["metadata"]["name"].endswith("-leader-election")]
+    assert role["metadata"]["namespace"] == "shop"
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["shop-jobs-commerce-jobs"],
+         "verbs": ["get", "update"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    ]  # fmt: skip
+
+
+def test_two_replicas_without_leader_election_are_refused(helm: Path) -> None:
+    result = template(helm, "--set=replicaCount=2", "--set=leaderElection.enabled=false")
+    assert result.returncode != 0
+    assert "replicaCount > 1 needs leaderElection.enabled" in result.stderr
+    single = kinds(template(helm, "--set=leaderElection.enabled=false").stdout)
+    assert "--standalone" in single["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["args"]
