@@ -39,7 +39,7 @@ from tests.kube import wait_for
 pytestmark = pytest.mark.faults
 
 FULL = os.environ.get("COMMERCE_JOBS_FAULTS") == "full"
-PARENTS = 150 if FULL else 30  # each with one dependent: 300 (full) or 60 CommerceJobs
+PARENTS = 150 if FULL else 16  # each with one dependent: 300 (full) or 32 CommerceJobs
 KILLS = 8 if FULL else 3
 RELEASE = NAMESPACE = "cj-faults"
 LEASE = f"{RELEASE}-commerce-jobs"  # the chart's fullname: its Role allows this Lease only
@@ -107,7 +107,7 @@ class Operator:
         argv = [sys.executable, "-m", "commerce_jobs", "run", "-A", f"--liveness=http://127.0.0.1:{self.port}/healthz",
                 *args]  # fmt: skip
         env = {**os.environ, "KUBECONFIG": str(faults.operator_kubeconfig), "COMMERCE_JOBS_CONFIG": str(faults.config)}
-        with self.log_path.open("ab") as log:
+        with self.log_path.open("wb") as log:
             log.write(f"--- {' '.join(args)}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -356,12 +356,13 @@ def test_apiserver_and_etcd_restarts_the_probe_follows_the_watches_and_nothing_i
     expected = create_parents(faults, ns, 10, duration="3s")
     CommerceJobs(faults.api, ns).wait_state("p001", "Running")
 
-    faults.local.stop_process("kube-apiserver")
+    faults.local.stop_process("kube-apiserver", timeout=0)  # a crash: SIGKILL
     op.wait_probe({500}, timeout=60)  # the watches are down: the probe fails, the process lives
     faults.local.start_process("kube-apiserver")
     op.wait_acting()  # healthy again by itself: the watches reconnected (from a 410 Gone: a new watch cache)
 
-    faults.local.restart_process("etcd")
+    faults.local.stop_process("etcd", timeout=0)
+    faults.local.start_process("etcd")  # waits until the apiserver is ready again
     op.wait_acting()
     assert_each_attempt_once(faults, ns, expected)
     assert op.proc.poll() is None

@@ -178,13 +178,13 @@ class LocalCluster:
             self._stop(state)
 
     # -- faults: one process stopped and started again (the reliability tests) ---------------------------------
-    def stop_process(self, name: str) -> None:
-        """Stops one process of the running cluster (SIGTERM, as a restart by its supervisor would)."""
+    def stop_process(self, name: str, timeout: float = 15.0) -> None:
+        """Stops one process of the running cluster: SIGTERM, then SIGKILL after ``timeout`` (0: a crash)."""
         state = self._require_state()
         record = next((p for p in state.processes if p.name == name), None)
         if record is None:
             raise ClusterError(f"no process {name!r} in this cluster")
-        record.stop()
+        record.stop(timeout)
         state.processes.remove(record)
         self._save_state(state)
 
