@@ -104,7 +104,8 @@ class Operator:
         self.port = _free_port()
         self.log_path = ARTIFACTS / f"{name}.log"
         self.name = name
-        argv = [sys.executable, "-m", "commerce_jobs", "run", "-A", f"--liveness=http://127.0.0.1:{self.port}/healthz",
+        scope = [] if any(a.startswith("--namespace") for a in args) else ["-A"]
+        argv = [sys.executable, "-m", "commerce_jobs", "run", *scope, f"--liveness=http://127.0.0.1:{self.port}/healthz",
                 *args]  # fmt: skip
         env = {**os.environ, "KUBECONFIG": str(faults.operator_kubeconfig), "COMMERCE_JOBS_CONFIG": str(faults.config)}
         with self.log_path.open("wb") as log:
@@ -352,7 +353,11 @@ def test_apiserver_and_etcd_restarts_the_probe_follows_the_watches_and_nothing_i
     faults: Faults, ns: str, operators: list[Operator]
 ) -> None:
     op = start(operators, faults, "restarts", "--standalone", "--watch-failure-grace=2")
+    # A Lease holder (of a namespace with no jobs, so that it does not act with the other) that cannot renew.
+    holder = start(operators, faults, "restarts-holder", "--namespace=default",
+                   *leader_args(duration=6, renew_deadline=4, retry_period=1))  # fmt: skip
     op.wait_acting()
+    holder.wait_acting()
     expected = create_parents(faults, ns, 10, duration="3s")
     CommerceJobs(faults.api, ns).wait_state("p001", "Running")
 
@@ -360,6 +365,9 @@ def test_apiserver_and_etcd_restarts_the_probe_follows_the_watches_and_nothing_i
     down = time.monotonic()
     op.wait_probe({500}, timeout=60)  # the watches are down: the probe fails, the process lives
     failing = time.monotonic() - down
+    # Unable to renew for the renew deadline: it stops acting at once (it exits; its pod would restart).
+    assert holder.proc.wait(timeout=60) == 3
+    assert "stopping at once" in holder.log()
     faults.local.start_process("kube-apiserver")
     up = time.monotonic()
     op.wait_acting()  # healthy again by itself: the watches reconnected (from a 410 Gone: a new watch cache)
