@@ -36,9 +36,8 @@ from tests.cjobs import FINAL, GROUP, PLURAL, VERSION, CommerceJobs, sim, state
 from tests.e2e.conftest import OPERATOR_CONFIG, REPO, _free_port
 from tests.kube import wait_for
 
-pytestmark = pytest.mark.faults
-
 FULL = os.environ.get("COMMERCE_JOBS_FAULTS") == "full"
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(1200 if FULL else 300)]
 PARENTS = 150 if FULL else 16  # each with one dependent: 300 (full) or 32 CommerceJobs
 KILLS = 8 if FULL else 3
 RELEASE = NAMESPACE = "cj-faults"
@@ -199,7 +198,9 @@ def create_parents(faults: Faults, ns: str, count: int, duration: str = "1s") ->
     return names
 
 
-def wait_all_final(faults: Faults, ns: str, expected: set[str], timeout: float = 150) -> dict[str, dict[str, Any]]:
+def wait_all_final(
+    faults: Faults, ns: str, expected: set[str], timeout: float = 600 if FULL else 150
+) -> dict[str, dict[str, Any]]:
     """Returns every CommerceJob of the namespace once all ``expected`` exist and are final (list, then watch)."""
     custom = client.CustomObjectsApi(faults.api)
     list_fn = functools.partial(custom.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL)
