@@ -36,7 +36,24 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"commerce-jobs run: {e}", file=sys.stderr)
             return 2
 
+    leader = None
+    if args.leader_election:
+        from commerce_jobs.leader import LeaseTimings
+        from commerce_jobs.runner import LeaderSettings
+
+        if args.standalone:
+            print("commerce-jobs run: --standalone and --leader-election exclude each other", file=sys.stderr)
+            return 2
+        try:
+            timings = LeaseTimings(args.lease_duration, args.lease_renew_deadline, args.lease_retry_period)
+        except ValueError as e:
+            print(f"commerce-jobs run: {e}", file=sys.stderr)
+            return 2
+        leader = LeaderSettings(args.lease_namespace or _current_namespace(), args.lease_name, timings)
+
     return run_operator(
+        leader=leader,
+        watch_grace=args.watch_failure_grace,
         namespaces=args.namespace,
         liveness_endpoint=args.liveness,
         standalone=args.standalone,
@@ -193,6 +210,20 @@ def build_parser() -> argparse.ArgumentParser:
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)")
     run.add_argument("--liveness", default=None, help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
     run.add_argument("--standalone", action="store_true", help="do not coordinate with other operator replicas")
+    run.add_argument(
+        "--leader-election", action="store_true",
+        help="of several replicas, only the holder of a coordination.k8s.io Lease acts (the others stand by)",
+    )  # fmt: skip
+    run.add_argument("--lease-name", default="commerce-jobs", help="the Lease's name (default: commerce-jobs)")
+    run.add_argument("--lease-namespace", help="the Lease's namespace (default: the pod's or the context's)")
+    run.add_argument("--lease-duration", type=float, default=15.0, help="seconds before a standby takes over")
+    run.add_argument("--lease-renew-deadline", type=float, default=10.0, help="seconds the holder keeps acting "
+                     "without a renewal (then it exits)")  # fmt: skip
+    run.add_argument("--lease-retry-period", type=float, default=2.0, help="seconds between renewals/reads")
+    run.add_argument(
+        "--watch-failure-grace", type=float, default=30.0,
+        help="seconds a watch may fail before the liveness probe does (default: 30)",
+    )  # fmt: skip
     run.add_argument("--config", help="the operator's configuration file (YAML; default: $COMMERCE_JOBS_CONFIG)")
     run.add_argument("--verbose", action="store_true")
     run.add_argument("--log-format", choices=["plain", "full", "json"], default="full", help="json: one record a line")

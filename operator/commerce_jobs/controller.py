@@ -441,10 +441,13 @@ class CommerceJobController:
                 status, event = self._refusal(cjob, decision.create_attempt, *refused, now)
             else:
                 status["jobName"] = manifest["metadata"]["name"]
-                # Known before the watch reports it, so the next decision does not ask the apiserver again.
-                self.jobs.setdefault(key, {})[decision.create_attempt] = JobView(
-                    status["jobName"], decision.create_attempt
-                )
+                # Known before the watch reports it, so the next decision does not ask the apiserver again. But a Job
+                # that a killed operator created already may have ended and been reported: that view is kept, and
+                # decided on again (no further event of it will come).
+                views = self.jobs.setdefault(key, {})
+                seen = views.setdefault(decision.create_attempt, JobView(status["jobName"], decision.create_attempt))
+                if seen.complete or seen.failed:
+                    self.queue.add(key)
                 event = ("Normal", "Started", f"attempt {decision.create_attempt}: Job {status['jobName']} created")
 
         if decision.collect is not None:

@@ -7,9 +7,14 @@ import concurrent.futures
 import logging
 import os
 import sys
+import time
+import urllib.parse
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+import aiohttp
+import aiohttp.web
 import kopf
 from kubernetes import client, config
 
@@ -19,12 +24,22 @@ from commerce_jobs.controller import CommerceJobController
 from commerce_jobs.cron_controller import CronController
 from commerce_jobs.handlers.commercejob import MANAGED_BY
 from commerce_jobs.kubeapi import KubeApi
+from commerce_jobs.leader import LeaderElection, LeaseTimings, default_identity
+from commerce_jobs.watchhealth import WatchHealth, trace_config
 
 if TYPE_CHECKING:
     from commerce_jobs.console.app import ConsoleSettings
 
 PREFIX = "commercejobs.dev"
 WORKERS = 16
+SERVER_TIMEOUT, CLIENT_TIMEOUT = 300, 330  # seconds: kopf's watch requests
+
+
+@dataclass(frozen=True)
+class LeaderSettings:
+    namespace: str
+    name: str
+    timings: LeaseTimings
 
 
 def api_client() -> client.ApiClient:
@@ -52,8 +67,70 @@ class NoDiffBase(kopf.DiffBaseStorage):
         pass
 
 
+@kopf.on.login()
+async def login(logger: kopf.Logger, settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Any:
+    """kopf's own login (from the kubeconfig or the ServiceAccount), on a session whose LIST and WATCH requests are
+    traced: their outcomes are the liveness probe's signal (watchhealth.py)."""
+    info = kopf.login_via_client(logger=logger, settings=settings)
+    if info is None:
+        return None
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, ssl=info.as_ssl_context()),
+        headers=info.as_http_headers(),
+        proxy=info.proxy_url,
+        trust_env=info.trust_env,
+        trace_configs=[trace_config(memo.watch_health)],
+    )
+    return kopf.AiohttpSession(
+        aiohttp_session=session, server=info.server, default_namespace=info.default_namespace,
+        priority=info.priority, expiration=info.expiration,
+    )  # fmt: skip
+
+
+@kopf.on.probe(id="watches", errors=kopf.ErrorsMode.PERMANENT)
+async def watches_alive(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    """A failing probe (HTTP 500) once a watch stream has failed or hung for the grace period."""
+    health: WatchHealth = memo.watch_health
+    problems = health.problems(time.monotonic())
+    if problems:
+        raise kopf.PermanentError("watches down: " + "; ".join(problems))
+    return health.summary(time.monotonic())
+
+
+async def _serve_standby_probe(endpoint: str) -> aiohttp.web.AppRunner:
+    """kopf serves its liveness probe only after the startup handlers, and a standby replica waits in one for the
+    Lease: meanwhile it answers the probe itself, or the kubelet would restart it again and again."""
+    parts = urllib.parse.urlsplit(endpoint)
+
+    async def standby(_: aiohttp.web.Request) -> aiohttp.web.Response:
+        return aiohttp.web.json_response({"leader": False})
+
+    app = aiohttp.web.Application()
+    app.add_routes([aiohttp.web.get(parts.path or "/", standby)])
+    runner = aiohttp.web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    await aiohttp.web.TCPSite(runner, parts.hostname or "localhost", parts.port or 80).start()
+    return runner
+
+
+async def _lead(memo: kopf.Memo) -> None:
+    """Blocks until this replica holds the Lease (kopf starts no watch before), then keeps renewing it."""
+    leader: LeaderSettings = memo.leader_settings
+    election = LeaderElection(api_client(), leader.namespace, leader.name, default_identity(), leader.timings)
+    memo.election = election
+    probe = await _serve_standby_probe(memo.liveness_endpoint) if memo.liveness_endpoint else None
+    try:
+        await election.acquire()
+    finally:
+        if probe is not None:
+            await probe.cleanup()
+    election.start_renewing()
+
+
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    if memo.get("leader_settings") is not None:
+        await _lead(memo)
     # Keep kopf's bookkeeping off the objects: no progress or diff-base annotations, no Events for log lines.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
     settings.persistence.diffbase_storage = NoDiffBase()
@@ -72,8 +149,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # once, so with the default 5 s all 10,000 tasks lived together: 189 MiB peak, against 130 MiB with 0.1 s.
     settings.queueing.idle_timeout = 0.1
     # Watches that go quiet behind a proxy are restarted instead of hanging for ever.
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
+    settings.watching.server_timeout = SERVER_TIMEOUT
+    settings.watching.client_timeout = CLIENT_TIMEOUT
     settings.watching.connect_timeout = 30
     # The workers' API calls run in the default executor: on 2 cores it has 6 threads, fewer than the workers.
     asyncio.get_running_loop().set_default_executor(
@@ -97,7 +174,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    for name in ("console", "crons", "controller"):
+    # The Lease last: it is given up only once no worker acts any more.
+    for name in ("console", "crons", "controller", "election"):
         component = memo.get(name)
         if component is not None:
             await component.stop()
@@ -110,6 +188,8 @@ def run_operator(
     verbose: bool = False,
     log_format: str = "full",
     console: ConsoleSettings | None = None,
+    leader: LeaderSettings | None = None,
+    watch_grace: float = 30.0,
 ) -> int:
     try:
         # Read before kopf starts: a bad file stops the operator at once, with the reason, instead of a retry loop.
@@ -125,11 +205,19 @@ def run_operator(
     try:
         asyncio.run(
             kopf.operator(
-                standalone=standalone,
+                # With the Lease, kopf's own peering (pauses by priority; no election) is not wanted either.
+                standalone=standalone or leader is not None,
                 namespaces=namespaces,
                 clusterwide=not namespaces,
                 liveness_endpoint=liveness_endpoint,
-                memo=kopf.Memo(config=operator_config, console_settings=console, namespaces=namespaces),
+                memo=kopf.Memo(
+                    config=operator_config,
+                    console_settings=console,
+                    namespaces=namespaces,
+                    leader_settings=leader,
+                    liveness_endpoint=liveness_endpoint,
+                    watch_health=WatchHealth(grace=watch_grace, client_timeout=CLIENT_TIMEOUT),
+                ),
             )
         )
     except KeyboardInterrupt:

@@ -83,8 +83,11 @@ def test_watched_namespaces_get_a_role_each_and_no_cluster_role(helm: Path) -> N
     rendered = template(helm, "--set=watchNamespaces={shop-a,shop-b}")
     objects = kinds(rendered.stdout)
     assert "ClusterRole" not in objects
-    assert sorted(r["metadata"]["namespace"] for r in objects["Role"]) == ["shop-a", "shop-b"]
-    assert sorted(b["metadata"]["namespace"] for b in objects["RoleBinding"]) == ["shop-a", "shop-b"]
+    # Besides the Lease's Role in the release's namespace (test_leader_election_is_on_with_a_lease_role_...).
+    roles = [r for r in objects["Role"] if not r["metadata"]["name"].endswith("-leader-election")]
+    bindings = [b for b in objects["RoleBinding"] if not b["metadata"]["name"].endswith("-leader-election")]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["shop-a", "shop-b"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["shop-a", "shop-b"]
     args = objects["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=shop-a" in args
     assert "--all-namespaces" not in args
@@ -210,3 +213,26 @@ def test_the_argocd_health_checks_judge_real_objects(
     status, message = lua_health("commercecronjob-health.lua", wait_for(list_crons, "bad", ready))
     assert status == "Degraded"
     assert message.startswith("InvalidSchedule: ")
+
+
+def test_leader_election_is_on_with_a_lease_role_limited_by_name(helm: Path) -> None:
+    objects = kinds(template(helm, "--set=replicaCount=2").stdout)
+    args = objects["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--leader-election" in args
+    assert "--standalone" not in args
+    assert {"--lease-name=shop-jobs-commerce-jobs", "--lease-namespace=shop"} <= set(args)
+    (role,) = [r for r in objects["Role"] if r["metadata"]["name"].endswith("-leader-election")]
+    assert role["metadata"]["namespace"] == "shop"
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["shop-jobs-commerce-jobs"],
+         "verbs": ["get", "update"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    ]  # fmt: skip
+
+
+def test_two_replicas_without_leader_election_are_refused(helm: Path) -> None:
+    result = template(helm, "--set=replicaCount=2", "--set=leaderElection.enabled=false")
+    assert result.returncode != 0
+    assert "replicaCount > 1 needs leaderElection.enabled" in result.stderr
+    single = kinds(template(helm, "--set=leaderElection.enabled=false").stdout)
+    assert "--standalone" in single["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["args"]

@@ -177,6 +177,40 @@ class LocalCluster:
         if state:
             self._stop(state)
 
+    # -- faults: one process stopped and started again (the reliability tests) ---------------------------------
+    def stop_process(self, name: str, timeout: float = 15.0) -> None:
+        """Stops one process of the running cluster: SIGTERM, then SIGKILL after ``timeout`` (0: a crash)."""
+        state = self._require_state()
+        record = next((p for p in state.processes if p.name == name), None)
+        if record is None:
+            raise ClusterError(f"no process {name!r} in this cluster")
+        record.stop(timeout)
+        state.processes.remove(record)
+        self._save_state(state)
+
+    def start_process(self, name: str) -> None:
+        """Starts a stopped process again, with the arguments (ports, data) it had; waits for the apiserver."""
+        state = self._require_state()
+        if any(p.name == name for p in state.processes):
+            raise ClusterError(f"{name} still runs")
+        argv = dict(self._control_plane(state.ports))[name]
+        record = spawn(name, argv, self.logs / f"{name}.log")
+        state.processes.append(record)
+        self._save_state(state)
+        apiserver = next((p for p in state.processes if p.name == "kube-apiserver"), None)
+        if apiserver is not None and name in ("kube-apiserver", "etcd"):
+            self._wait_apiserver(apiserver)
+
+    def restart_process(self, name: str) -> None:
+        self.stop_process(name)
+        self.start_process(name)
+
+    def _require_state(self) -> ClusterState:
+        state = self._load_state()
+        if state is None or not state.processes:
+            raise ClusterError(f"no cluster runs in {self.directory}")
+        return state
+
     def _stop(self, state: ClusterState) -> None:
         # Reverse order: clients first, etcd last, so nothing logs errors about a vanished server.
         for record in reversed(state.processes):
