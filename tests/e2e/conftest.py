@@ -16,6 +16,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from commerce_jobs.devcluster.toolchain import Toolchain
 from tests.cjobs import CommerceJobs
 from tests.conftest import Cluster
 
@@ -179,3 +180,11 @@ def cjobs(cluster: Cluster, operator: subprocess.Popen[bytes], namespace: str) -
 @pytest.fixture
 def custom(cluster: Cluster) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(cluster.api)
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    """The helm that `make tools` built: a test that needs it fails when it is missing, never skips."""
+    path = Toolchain.default().path("helm")
+    assert path.exists(), f"{path} is missing: run `make tools`"
+    return path

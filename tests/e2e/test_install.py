@@ -22,14 +22,6 @@ from tests.kube import has_condition, wait_for
 CHART = REPO / "charts" / "commerce-jobs"
 
 
-@pytest.fixture(scope="module")
-def helm() -> Path:
-    path = Toolchain.default().path("helm")
-    if not path.exists():
-        pytest.skip("helm is not built")
-    return path
-
-
 def template(helm: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(helm), "template", "shop-jobs", str(CHART), "-n", "shop", *args],
                           capture_output=True, text=True, check=False)  # fmt: skip
@@ -236,3 +228,10 @@ def test_two_replicas_without_leader_election_are_refused(helm: Path) -> None:
     assert "replicaCount > 1 needs leaderElection.enabled" in result.stderr
     single = kinds(template(helm, "--set=leaderElection.enabled=false").stdout)
     assert "--standalone" in single["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_the_console_with_two_replicas_is_refused(helm: Path) -> None:
+    """Only the Lease holder serves the console, so a standby's console readiness probe would never pass."""
+    result = template(helm, "--set=replicaCount=2", "--set=console.enabled=true")
+    assert result.returncode != 0
+    assert "console.enabled needs replicaCount: 1" in result.stderr

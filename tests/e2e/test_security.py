@@ -19,7 +19,6 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from commerce_jobs.config import OperatorConfig
-from commerce_jobs.devcluster.toolchain import Toolchain
 from commerce_jobs.policy import refusal
 from tests.cjobs import GROUP, VERSION, CommerceJobs, sim, state
 from tests.conftest import Cluster
@@ -175,14 +174,6 @@ def test_job_pods_are_admitted_by_a_namespace_that_enforces_restricted(
 
 
 # -- the chart's production values ------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def helm() -> Path:
-    path = Toolchain.default().path("helm")
-    if not path.exists():
-        pytest.skip("helm is not built")
-    return path
-
-
 def test_the_production_values_lint_clean_and_turn_the_allowlist_on(helm: Path) -> None:
     production = str(CHART / "values-production.yaml")
     linted = subprocess.run([str(helm), "lint", "--strict", str(CHART), "-f", production],
