@@ -72,3 +72,14 @@ class CommerceJobs:
 
 def state(obj: dict[str, Any]) -> str | None:
     return (obj.get("status") or {}).get("state")
+
+
+def condition(obj: dict[str, Any], kind: str = "Succeeded") -> dict[str, Any] | None:
+    """The status condition of this type of a custom object (a dict), if it has one."""
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == kind), None)
+
+
+def ready_reason(obj: dict[str, Any]) -> str | None:
+    """The reason of a CommerceCronJob's Ready condition; None before the operator has set one."""
+    ready = condition(obj, "Ready")
+    return ready.get("reason") if ready else None

@@ -37,8 +37,6 @@ STUCK_REASONS = frozenset(
      "CreateContainerError"}
 )  # fmt: skip
 
-MAX_MESSAGE = 4096  # of a refusal in the status (the schema allows 32 KiB)
-
 STATE_EVENTS = {
     lifecycle.FINISHED: ("Normal", "Finished"),
     lifecycle.FAILED: ("Warning", "Failed"),
@@ -490,8 +488,7 @@ class CommerceJobController:
         cjob: dict[str, Any], attempt: int, reason: str, message: str, now: datetime
     ) -> tuple[dict[str, Any], tuple[str, str, str]]:
         """The job cannot run as written: Failed with the reason, no Job created, its dependents Canceled."""
-        if len(message) > MAX_MESSAGE:  # the apiserver's message quotes the values it refused, 4 KiB each
-            message = message[: MAX_MESSAGE - 3] + "..."
+        message = lifecycle.bounded_message(message)
         view = JobView("", attempt, failed=True, failure_reason=reason)
         status = lifecycle.final_status(cjob, lifecycle.FAILED, view, AttemptResult(None, "", False), now)
         status.update(reason=reason, message=message, attempts=0)

@@ -16,7 +16,7 @@ from commerce_jobs.config import OperatorConfig
 from commerce_jobs.controller import CommerceJobController, Key
 from commerce_jobs.cronbuild import CRON_LABEL, cronjob_manifest, cronjob_name
 from commerce_jobs.jobbuild import CommandNotAllowed, InvalidSpec
-from commerce_jobs.kubeapi import KubeApi
+from commerce_jobs.kubeapi import KubeApi, api_message
 from commerce_jobs.workqueue import WorkQueue, serve
 
 log = logging.getLogger("commerce_jobs.cron")
@@ -139,7 +139,7 @@ class CronController:
             if e.status not in (400, 422):
                 raise
             # The apiserver checks what the CRD schema cannot: the cron expression, the time zone.
-            message = _api_message(e)
+            message = api_message(e)
             reason = "InvalidSchedule" if "schedule" in message.lower() or "timezone" in message.lower() else "Invalid"
             return _ready(False, reason, message, now, generation)
         message = f"CronJob {manifest['metadata']['name']} schedules the runs"
@@ -166,22 +166,5 @@ class CronController:
 
 
 def _ready(ok: bool, reason: str, message: str, now: datetime, generation: int | None) -> dict[str, Any]:
-    condition: dict[str, Any] = {
-        "type": "Ready",
-        "status": "True" if ok else "False",
-        "reason": reason,
-        "message": message if len(message) <= 4096 else message[:4093] + "...",  # the apiserver's may be long
-        "lastTransitionTime": lifecycle.format_time(now),
-    }
-    if generation is not None:
-        condition["observedGeneration"] = generation
+    condition = lifecycle.condition("True" if ok else "False", reason, message, now, generation, kind="Ready")
     return {"conditions": [condition], "observedGeneration": generation}
-
-
-def _api_message(error: ApiException) -> str:
-    import json
-
-    try:
-        return str(json.loads(error.body or "{}").get("message") or error.reason)
-    except ValueError:
-        return str(error.reason)

@@ -18,7 +18,6 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -126,22 +125,21 @@ class LeaderElection:
             log.warning("lease %s/%s: %s: %s", self.namespace, self.name, type(e).__name__, e)
             return False
 
-    async def acquire(self, on_wait: Callable[[], None] = lambda: None) -> None:
+    async def acquire(self) -> None:
         """Returns once this replica holds the Lease."""
         waiting = False
         while not await self._attempt():
             if not waiting:
                 waiting = True
-                on_wait()
                 log.info("lease %s/%s held by %s; standing by", self.namespace, self.name, (self._observed or ("",))[0])
             await asyncio.sleep(self.timings.retry_period)
         self._renewed_at = time.monotonic()
         log.info("lease %s/%s acquired by %s: this replica acts", self.namespace, self.name, self.identity)
 
-    def start_renewing(self, on_lost: Callable[[], None] | None = None) -> None:
-        self._task = asyncio.create_task(self._renew(on_lost or _exit_lost), name="lease-renewal")
+    def start_renewing(self) -> None:
+        self._task = asyncio.create_task(self._renew(), name="lease-renewal")
 
-    async def _renew(self, on_lost: Callable[[], None]) -> None:
+    async def _renew(self) -> None:
         while True:
             await asyncio.sleep(self.timings.retry_period)
             if await self._attempt():
@@ -152,7 +150,7 @@ class LeaderElection:
                     "taken by another replica" if self.lost else
                     f"not renewed for {time.monotonic() - self._renewed_at:.0f}s, before another replica takes over",
                 )  # fmt: skip
-                on_lost()
+                _exit_lost()
                 return
 
     async def stop(self) -> None:

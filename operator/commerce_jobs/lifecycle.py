@@ -16,6 +16,7 @@ FINISHED, FAILED, TERMINATED, CANCELED, INCOMPLETE = "Finished", "Failed", "Term
 FINAL_STATES = frozenset({FINISHED, FAILED, TERMINATED, CANCELED, INCOMPLETE})
 
 MAX_RETRY_BACKOFF = timedelta(hours=1)
+MAX_MESSAGE = 4096  # characters of a condition's message
 ADOPTED_JOB_ANNOTATION = "commercejobs.dev/adopted-job"
 
 
@@ -100,12 +101,20 @@ def format_time(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def condition(status: str, reason: str, message: str, now: datetime, generation: int | None) -> dict[str, Any]:
+def bounded_message(text: str) -> str:
+    """A condition's message, cut to MAX_MESSAGE: the apiserver's refusals quote the values they refused, 4 KiB each
+    (the schema allows 32 KiB)."""
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+
+
+def condition(
+    status: str, reason: str, message: str, now: datetime, generation: int | None, kind: str = "Succeeded"
+) -> dict[str, Any]:
     cond: dict[str, Any] = {
-        "type": "Succeeded",
+        "type": kind,
         "status": status,
         "reason": reason,
-        "message": message,
+        "message": bounded_message(message),
         "lastTransitionTime": format_time(now),
     }
     if generation is not None:

@@ -9,7 +9,7 @@ from datetime import datetime
 import pytest
 from kubernetes import client
 
-from tests.cjobs import CommerceJobs, sim, state
+from tests.cjobs import CommerceJobs, condition, sim, state
 from tests.conftest import Cluster
 from tests.e2e.conftest import kubectl, kubectl_apply
 from tests.kube import wait_deleted, wait_for
@@ -19,10 +19,6 @@ pytestmark = pytest.mark.usefixtures("simulated_cluster")
 
 def ts(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def condition(obj: dict, kind: str = "Succeeded") -> dict:
-    return next(c for c in obj["status"]["conditions"] if c["type"] == kind)
 
 
 def _event_on(name: str, reason: str) -> Callable[[client.CoreV1Event], bool]:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from tests.cjobs import GROUP, VERSION, CommerceJobs, sim, state
+from tests.cjobs import GROUP, VERSION, CommerceJobs, condition, sim, state
 from tests.conftest import Cluster
 from tests.e2e.conftest import REPO, commerce_jobs, kubectl, kubectl_apply
 from tests.kube import wait_deleted, wait_for
@@ -34,7 +34,7 @@ class Crons:
 
 
 def ready(obj: dict) -> dict | None:
-    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"), None)
+    return condition(obj, "Ready")
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from commerce_jobs import crd
-from tests.cjobs import FINAL, GROUP, VERSION, CommerceJobs, sim, state
+from tests.cjobs import FINAL, GROUP, VERSION, CommerceJobs, ready_reason, sim, state
 from tests.conftest import Cluster
 from tests.e2e.conftest import REPO, kubectl_apply
 from tests.kube import wait_for
@@ -131,11 +131,6 @@ def settled(obj: dict[str, Any]) -> bool:
     if status.get("state") in FINAL:
         return True
     return status.get("state") == "Pending" and status.get("reason") in ("Scheduled", "TemplateNotFound")
-
-
-def ready_reason(obj: dict[str, Any]) -> str | None:
-    conditions = (obj.get("status") or {}).get("conditions") or []
-    return next((c.get("reason") for c in conditions if c.get("type") == "Ready"), None)
 
 
 def test_generated_objects_are_refused_with_a_message_or_run_and_never_wedge_the_operator(

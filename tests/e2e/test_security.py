@@ -20,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from commerce_jobs.config import OperatorConfig
 from commerce_jobs.policy import refusal
-from tests.cjobs import GROUP, VERSION, CommerceJobs, sim, state
+from tests.cjobs import GROUP, VERSION, CommerceJobs, condition, ready_reason, sim, state
 from tests.conftest import Cluster
 from tests.e2e.conftest import REPO, kubectl
 from tests.kube import wait_for
@@ -29,10 +29,6 @@ pytestmark = pytest.mark.usefixtures("simulated_cluster")
 
 CHART = REPO / "charts" / "commerce-jobs"
 EXAMPLES = REPO / "manifests" / "examples" / "rbac"
-
-
-def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
-    return next(c for c in obj["status"]["conditions"] if c["type"] == kind)
 
 
 def jobs_of(batch: client.BatchV1Api, namespace: str) -> list[client.V1Job]:
@@ -107,10 +103,6 @@ def test_a_commercecronjob_outside_the_allowlist_gets_no_cronjob(
         GROUP, VERSION, namespace, "commercecronjobs", cron("refresh", "ibexa:commerce:refresh-cache")
     )
     list_fn = custom.list_namespaced_custom_object
-
-    def ready_reason(obj: dict[str, Any]) -> str | None:
-        conditions = (obj.get("status") or {}).get("conditions") or []
-        return next((c["reason"] for c in conditions if c["type"] == "Ready"), None)
 
     wipe = wait_for(list_fn, "wipe", lambda o: ready_reason(o) is not None, group=GROUP, version=VERSION,
                     namespace=namespace, plural="commercecronjobs")  # fmt: skip

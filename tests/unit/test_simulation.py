@@ -3,9 +3,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from commerce_jobs.devcluster.simulation import cri_log, cri_log_lines, pod_output
+from commerce_jobs.devcluster.simulation import cri_log, pod_output
 
 WHEN = datetime(2026, 11, 22, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def cri_log_lines(text: str, stream: str = "stdout", when: datetime | None = None) -> list[str]:
+    """``cri_log`` of text, as lines without their newline."""
+    return cri_log(text.encode(), stream, when).decode().split("\n")[:-1]
 
 
 def join_cri(lines: list[str]) -> str:

@@ -55,11 +55,6 @@ def cri_log(data: bytes, stream: str = "stdout", when: datetime | None = None) -
     return b"".join(lines)
 
 
-def cri_log_lines(text: str, stream: str = "stdout", when: datetime | None = None) -> list[str]:
-    """``cri_log`` of text, as lines without their newline."""
-    return cri_log(text.encode(), stream, when).decode().split("\n")[:-1]
-
-
 def pod_output(annotations: dict[str, str]) -> tuple[bytes, str]:
     text = annotations.get(OUTPUT, "")
     repeat = int(annotations.get(OUTPUT_REPEAT, "1") or "1")
