@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install tools test lint unit dev cluster-up cluster-down clean generate
+.PHONY: install system-deps tools test lint unit dev cluster-up cluster-down clean generate
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,9 +12,13 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# Debian packages (operator/commerce_jobs/devcluster/debian-packages.txt): installed as root, or the command is printed.
+system-deps:
+	bash operator/commerce_jobs/devcluster/system-deps.sh
+
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok and helm, built from Go modules at
 # pinned versions into ~/.cache/commerce-jobs (cold: ~20 min on 2 cores; warm: nothing to do).
-tools: install
+tools: install system-deps
 	$(BIN)/commerce-jobs dev-cluster build
 
 lint: install
