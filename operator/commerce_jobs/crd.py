@@ -409,13 +409,12 @@ def commercejobtemplate_crd() -> dict[str, Any]:
 
 SCHEDULE_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|([^\s]+\s+){4}[^\s]+)$"
 SCHEDULE_HELP = (
-    "a schedule is 5 fields (minute hour day-of-month month day-of-week, e.g. \"*/5 * * * *\") "
+    'a schedule is 5 fields (minute hour day-of-month month day-of-week, e.g. "*/5 * * * *") '
     "or one of @hourly, @daily (@midnight), @weekly, @monthly, @yearly (@annually)"
 )
 # CEL: the refused value (quoted, cut to 64 characters), then what a schedule looks like.
 SCHEDULE_MESSAGE = (
-    "strings.quote(size(self) > 64 ? self.substring(0, 64) + '...' : self)"
-    f" + ' is not a schedule: {SCHEDULE_HELP}'"
+    f"strings.quote(size(self) > 64 ? self.substring(0, 64) + '...' : self) + ' is not a schedule: {SCHEDULE_HELP}'"
 )
 
 
