@@ -43,19 +43,26 @@ def from_template(template: str, started_by: str | None = None) -> dict[str, Any
 
 
 def retry_of(job: dict[str, Any], started_by: str | None = None) -> dict[str, Any]:
-    """A new CommerceJob that runs a failed (or canceled) one again: the same spec (command, params, queue,
-    dependents ...), a fresh name. Not owned by the old job's parent: it is a new run of its own."""
-    meta = job["metadata"]
-    annotations = {RETRY_OF_ANNOTATION: meta["name"]}
-    if started_by:
-        annotations[STARTED_BY_ANNOTATION] = started_by
-    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k == TEMPLATE_LABEL}
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "CommerceJob",
-        "metadata": {"generateName": f"{meta['name'][:50]}-retry-", "labels": labels, "annotations": annotations},
-        "spec": {k: v for k, v in (job.get("spec") or {}).items() if k not in NOT_RETRIED},
-    }
+    """A new CommerceJob that runs a failed (or canceled) one again, under a fresh name; not owned by the old job's
+    parent: it is a new run of its own. A job started from a template is started from that template again (what an
+    admission policy lets a user start); any other job gets the same spec (command, params, queue, dependents ...).
+    """
+    meta, spec = job["metadata"], job.get("spec") or {}
+    template = (spec.get("templateRef") or {}).get("name")
+    if template:
+        # Not the spec that the operator filled in from the template: that would be a job with a command, params,
+        # image ... of the user's making, which a policy such as "only from a template" rightly refuses.
+        body = from_template(template, started_by)
+    else:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "CommerceJob",
+            "metadata": {"annotations": {STARTED_BY_ANNOTATION: started_by}} if started_by else {},
+            "spec": {k: v for k, v in spec.items() if k not in NOT_RETRIED},
+        }
+    body["metadata"]["generateName"] = f"{meta['name'][:50]}-retry-"
+    body["metadata"].setdefault("annotations", {})[RETRY_OF_ANNOTATION] = meta["name"]
+    return body
 
 
 # The reasons that the state says all about; any other (CommandNotAllowed, TemplateNotFound ...) is printed.
