@@ -50,7 +50,9 @@ def kubectl_apply(cluster: LocalCluster, path: Path, *flags: str) -> None:
 
 
 def stored(cluster: LocalCluster, name: str) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(cluster.kubectl("get", "crd", name, "--output=json").stdout)
+    result: dict[str, Any] = json.loads(
+        cluster.kubectl("get", "crd", name, "--output=json", "--show-managed-fields").stdout
+    )
     return result
 
 
@@ -63,18 +65,17 @@ def assert_stored_as_written(cluster: LocalCluster, directory: Path = CRDS) -> N
         assert managers, filename  # applied server-side (an owner, so conflicts would be detected)
 
 
-def test_kubectl_first_then_helm_install_then_the_other_way_round(bare_cluster: LocalCluster, helm: Path) -> None:
-    # `make dev` on a fresh cluster, then the chart on it.
-    kubectl_apply(bare_cluster, CRDS)
-    helm_install(helm, bare_cluster)
-    assert_stored_as_written(bare_cluster)
-
-    # From scratch again: the chart first, then `make dev` (or the README's CRD upgrade) on that cluster.
-    uninstalled = helm_run(helm, bare_cluster, "uninstall", RELEASE, "--wait")
-    assert uninstalled.returncode == 0, uninstalled.stderr
-    bare_cluster.kubectl("delete", f"--filename={CRDS}", "--wait=true")  # helm never deletes CRDs
-    helm_install(helm, bare_cluster)
-    kubectl_apply(bare_cluster, CRDS)
+@pytest.mark.parametrize("helm_first", [False, True], ids=["kubectl-then-helm", "helm-then-kubectl"])
+def test_kubectl_apply_and_helm_install_in_either_order(
+    bare_cluster: LocalCluster, helm: Path, helm_first: bool
+) -> None:
+    """`make dev` on a fresh cluster and then the chart on it, or the chart first and then `make dev`."""
+    if helm_first:
+        helm_install(helm, bare_cluster)
+        kubectl_apply(bare_cluster, CRDS)
+    else:
+        kubectl_apply(bare_cluster, CRDS)
+        helm_install(helm, bare_cluster)
     assert_stored_as_written(bare_cluster)
 
 
