@@ -260,16 +260,15 @@ def spec_schema() -> dict[str, Any]:
         {"rule": "has(self.templateRef) == has(oldSelf.templateRef)", "message": "spec.templateRef is immutable"},
     ]  # fmt: skip
     rules += [_immutable(name) for name in IMMUTABLE_SCALARS]
-    for name in ("params", "consoleCommand", "podAnnotations", "podLabels", "nodeSelector", "dependingJobs"):
+    # A field's own rule compares its value (CEL sees inside the free-form Kubernetes objects too); it runs only when
+    # the field is in both versions, so the spec-level rule decides whether it may appear or go.
+    for name in ("params", "consoleCommand", "podAnnotations", "podLabels", "nodeSelector", "dependingJobs", "env",
+                 "envFrom", "volumes", "volumeMounts", "resources", "tolerations", "imagePullSecrets",
+                 "podSecurityContext", "securityContext"):  # fmt: skip
         properties[name]["x-kubernetes-validations"] = [
             {"rule": "self == oldSelf", "message": f"spec.{name} is immutable: create a new CommerceJob instead"}
         ]
         rules.append(_present_once_set(name))
-    rules += [
-        _present_once_set(name)
-        for name in ("env", "envFrom", "volumes", "volumeMounts", "resources", "tolerations", "imagePullSecrets",
-                     "podSecurityContext", "securityContext")
-    ]  # fmt: skip
     return {"type": "object", "properties": properties, "x-kubernetes-validations": rules}
 
 
