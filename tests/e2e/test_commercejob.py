@@ -319,3 +319,29 @@ def test_the_spec_is_immutable_but_cancel(cluster: Cluster, crds: None, namespac
     canceled = apply("  command: silver:import\n  params: [tmp]\n  cancel: true\n")
     assert canceled.returncode == 0, canceled.stderr
     assert "cancel cannot be undone" in apply("  command: silver:import\n  params: [tmp]\n  cancel: false\n").stderr
+
+
+@pytest.mark.parametrize(
+    ("field", "before", "after"),
+    [
+        ("env", "[{name: A, value: '1'}]", "[{name: A, value: '2'}]"),
+        ("resources", "{limits: {cpu: '1'}}", "{limits: {cpu: '2'}}"),
+        ("volumes", "[{name: cache, emptyDir: {}}]", "[{name: cache, emptyDir: {medium: Memory}}]"),
+        ("podSecurityContext", "{runAsUser: 1000}", "{runAsUser: 0}"),
+        ("securityContext", "{readOnlyRootFilesystem: true}", "{readOnlyRootFilesystem: false}"),
+    ],
+)
+def test_the_kubernetes_objects_of_the_spec_are_immutable_inside_too(
+    cluster: Cluster, crds: None, namespace: str, field: str, before: str, after: str
+) -> None:
+    """As the README says, the spec cannot change after creation: not even inside env, resources, volumes or the
+    security contexts (a change would reach only the attempts started after it)."""
+
+    def apply(value: str) -> subprocess.CompletedProcess[str]:
+        return kubectl_apply(cluster, namespace, cjob_manifest(f"  command: silver:import\n  {field}: {value}\n"))
+
+    assert apply(before).returncode == 0
+    changed = apply(after)
+    assert changed.returncode != 0
+    assert f"spec.{field} is immutable: create a new CommerceJob instead" in changed.stderr
+    assert apply(before).returncode == 0  # unchanged: fine

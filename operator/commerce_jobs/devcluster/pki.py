@@ -13,6 +13,9 @@ TOKEN_USERS = {
     "admin": ("admin", "system:masters"),
     "kube-controller-manager": ("system:kube-controller-manager", ""),
     "kube-scheduler": ("system:kube-scheduler", ""),
+    # A member of the group of the example roles (manifests/examples/rbac/shop-operator.yaml), with a bearer token:
+    # the jobs console signs people in by token, so this is how a test (or you) uses it as a shop operator.
+    "shop-operator": ("shop-operator", "shop-operators"),
 }
 
 
