@@ -41,8 +41,8 @@ from commerce_jobs.devcluster.images import (
     write_oci_archive,
 )
 
-TOOLS = ("mmdebstrap", "umoci", "buildah")
-INSTALL_HINT = "apt-get install -y mmdebstrap umoci buildah  (or: make system-deps)"
+TOOLS = ("mmdebstrap", "umoci", "buildah", "skopeo")
+INSTALL_HINT = "apt-get install -y mmdebstrap umoci buildah skopeo  (or: make system-deps)"
 
 
 def _say(message: str) -> None:
@@ -213,8 +213,9 @@ def _dockerfile_image(image: Image, rootfs: Path, work: Path, log: _Log) -> tupl
     log.run(image.config.umoci_argv(base, "layers", "python"))
     storage = work / "storage"
     buildah = _buildah(storage)
-    image_id = log.run([*buildah, "pull", "--quiet", f"oci:{base}:python"]).strip().splitlines()[-1]
-    log.run([*buildah, "tag", image_id, PYTHON_BASE_REF])
+    # Into buildah's own store under its name (`buildah pull oci:...` would name it after the layout's path).
+    store = f"containers-storage:[vfs@{storage / 'root'}+{storage / 'run'}]{PYTHON_BASE_REF}"
+    log.run(["skopeo", "copy", "--quiet", f"oci:{base}:python", store])
     context = image.context.root
     _say(f"{image.ref}: buildah bud {context / 'Dockerfile'} (PYTHON_IMAGE={PYTHON_BASE_REF})")
     bud = [*buildah, "bud", "--isolation", "chroot", "--network", "host", "--pull=never", "--layers=false"]

@@ -404,19 +404,20 @@ _DEB = re.compile(r"var/cache/apt/archives/([^_/]+)_([^_/]+)_[^_/]+\.deb$")
 
 
 def rootfs_versions(rootfs_tar: Path) -> dict[str, str]:
-    """The package versions in a root filesystem tar: its dpkg status, or (an "extract" tree) its .deb files."""
+    """The package versions in a root filesystem tar: its dpkg status, or (an "extract" tree, whose status file is
+    empty) the names of its kept .deb files."""
+    installed: dict[str, str] = {}
     debs: dict[str, str] = {}
     with tarfile.open(rootfs_tar) as tar:
         for member in tar:
             name = member.name.removeprefix("./")
-            if name == "var/lib/dpkg/status":
+            if name == "var/lib/dpkg/status" and member.isfile():
                 stream = tar.extractfile(member)
-                if stream is not None:
-                    return dpkg_versions(stream.read().decode())
+                installed = dpkg_versions(stream.read().decode()) if stream else {}
             match = _DEB.search(name)
             if match:
                 debs[match.group(1)] = match.group(2).replace("%3a", ":")
-    return dict(sorted(debs.items()))
+    return installed or dict(sorted(debs.items()))
 
 
 _DIST_INFO = re.compile(r"site-packages/([^/]+)-([^-/]+)\.dist-info/METADATA$")
@@ -564,7 +565,7 @@ def write_oci_archive(layout: Path, tag: str, ref: str, out: Path) -> None:
         for digest in dict.fromkeys(digests):
             path = _blob(layout, digest)
             info = tar.gettarinfo(str(path), arcname=f"blobs/{digest.replace(':', '/')}")
-            info.mtime, info.uid, info.gid, info.uname, info.gname = SOURCE_DATE_EPOCH, 0, 0, "", ""
+            info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = SOURCE_DATE_EPOCH, 0o644, 0, 0, "", ""
             with path.open("rb") as blob:
                 tar.addfile(info, blob)
 
