@@ -85,6 +85,14 @@ def test_every_image_is_an_archive_named_fully_with_its_package_versions(built: 
     assert "perl" not in shop_packages  # merged /usr by the hook, not by usrmerge
 
 
+def test_another_oci_reader_sees_the_same_image(built: dict[str, Path], configs: dict[str, ArchiveInfo]) -> None:
+    for ref, path in built.items():
+        inspected = subprocess.run(
+            ["skopeo", "inspect", "--config", f"oci-archive:{path}"], capture_output=True, text=True, check=True
+        )
+        assert json.loads(inspected.stdout)["config"] == configs[ref].config
+
+
 def test_the_shop_runs_as_a_numeric_non_root_user_in_app(configs: dict[str, ArchiveInfo]) -> None:
     config = configs[REFS["shop"]].config
     assert re.fullmatch(r"[0-9]+(:[0-9]+)?", config["User"])

@@ -83,6 +83,16 @@ def test_a_change_to_the_dockerfile_or_what_it_copies_rebuilds_the_operator_only
     assert {name for name in before if before[name] != after[name]} == {"operator"}
 
 
+def test_symfonys_var_directory_is_no_input_but_vendor_is(repo: Path) -> None:
+    before = keys(repo)["shop"]
+    (repo / "examples/demo-shop/var/cache").mkdir(parents=True)
+    (repo / "examples/demo-shop/var/cache/container.php").write_text("<?php\n")
+    assert keys(repo)["shop"] == before
+    (repo / "examples/demo-shop/vendor").mkdir()
+    (repo / "examples/demo-shop/vendor/autoload.php").write_text("<?php\n")
+    assert keys(repo)["shop"] != before
+
+
 def test_bytecode_caches_are_no_input(repo: Path) -> None:
     before = keys(repo)
     cache = repo / "operator/commerce_jobs/__pycache__"

@@ -180,13 +180,16 @@ class ImageConfig:
         return argv
 
 
+SKIP_DIRS = frozenset({"__pycache__", ".git", ".mypy_cache", ".pytest_cache", ".ruff_cache"})
+
+
 @dataclass(frozen=True)
 class Files:
     """Files of the checkout that go into an image (or its build), hashed as they are."""
 
     root: Path
     paths: tuple[str, ...]  # relative files or directories under root
-    skip_dirs: frozenset[str] = frozenset({"__pycache__", ".git", ".mypy_cache", ".pytest_cache", ".ruff_cache"})
+    skip_dirs: frozenset[str] = SKIP_DIRS
     skip_suffixes: tuple[str, ...] = (".pyc", ".egg-info")
 
     def walk(self) -> Iterator[Path]:
@@ -295,7 +298,8 @@ def shop_config(user: str | None) -> ImageConfig:
 
 
 def demo_shop_files(root: Path = DEMO_SHOP) -> Files:
-    return Files(root=root, paths=("bin", "src"))
+    """The whole demo shop (a command may bring a vendor/ or a composer.json), but Symfony's var/ (cache, logs)."""
+    return Files(root=root, paths=(".",), skip_dirs=SKIP_DIRS | {"var"})
 
 
 def operator_context(root: Path = REPO_ROOT) -> Files:
