@@ -60,8 +60,10 @@ class _Log:
     def run(self, argv: Sequence[str], env: dict[str, str] | None = None) -> str:
         self.handle.write(f"$ {' '.join(argv)}\n")
         self.handle.flush()
+        started = time.monotonic()
         result = subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=self.handle, text=True, env=env, check=False)
         self.handle.write(result.stdout)
+        self.handle.write(f"# exit {result.returncode} after {time.monotonic() - started:.1f} s\n")
         self.handle.flush()
         if result.returncode != 0:
             tail = "\n".join(self.path.read_text().splitlines()[-25:])
