@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Literal
 
 from commerce_jobs.devcluster.toolchain import cache_dir
 
@@ -108,7 +108,7 @@ class RootfsRecipe:
     """
 
     name: str
-    variant: str
+    variant: Literal["essential", "extract"]
     packages: tuple[str, ...]
     customize: tuple[str, ...] = ()
 
@@ -230,7 +230,7 @@ class Image:
     """
 
     name: str
-    kind: str
+    kind: Literal["rootfs", "dockerfile"]
     rootfs: RootfsRecipe
     config: ImageConfig = field(default_factory=ImageConfig)
     rootfs_paths: tuple[str, ...] = ()
@@ -343,7 +343,7 @@ def node_images(repo: Path = REPO_ROOT) -> list[Image]:
 # --- what goes into and comes out of a build (pure) ----------------------------------------------------------------
 
 
-def app_layer(files: Files, target: str, out: io.BufferedIOBase | Any) -> None:
+def app_layer(files: Files, target: str, out: BinaryIO) -> None:
     """An uncompressed layer tar with `files` under `target`, owned by root, world-readable, fixed times."""
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
         dirs: set[str] = set()
@@ -369,7 +369,7 @@ def app_layer(files: Files, target: str, out: io.BufferedIOBase | Any) -> None:
             tar.addfile(info, io.BytesIO(data))
 
 
-def filter_layer(rootfs_tar: Path, keep: Iterable[str], out: io.BufferedIOBase | Any) -> None:
+def filter_layer(rootfs_tar: Path, keep: Iterable[str], out: BinaryIO) -> None:
     """A layer with only the `keep` files of a root filesystem tar (and their parent directories)."""
     wanted = {name.strip("/") for name in keep}
     found: set[str] = set()
