@@ -23,7 +23,8 @@ import pytest
 from commerce_jobs.devcluster import images
 from commerce_jobs.devcluster.images import ArchiveInfo, ensure_images, expected_config, image_ref, read_archive
 
-pytestmark = pytest.mark.realnode
+# A cold build (about 5 minutes on 2 busy cores) happens in the first test's fixture.
+pytestmark = [pytest.mark.realnode, pytest.mark.timeout(1200)]
 
 REPO = Path(__file__).resolve().parents[2]
 REFS = {name: image_ref(name) for name in ("pause", "shop", "shop-root", "shop-named-user", "operator")}
