@@ -309,3 +309,17 @@ def test_without_build_a_missing_image_names_the_command(tmp_path: Path, monkeyp
     monkeypatch.setenv("COMMERCE_JOBS_CACHE", str(tmp_path))
     with pytest.raises(images.ImageBuildError, match="commerce-jobs dev-cluster images"):
         images.ensure_images(build=False)
+
+
+def test_a_killed_builds_leftovers_go_but_finished_archives_and_the_lock_stay(tmp_path: Path) -> None:
+    from commerce_jobs.devcluster.imagebuild import _remove_leftovers
+
+    (tmp_path / ".build-session-x/shop-y/layout").mkdir(parents=True)
+    (tmp_path / "rootfs").mkdir()
+    kept = [tmp_path / ".lock", tmp_path / "shop-0123456789abcdef.oci.tar", tmp_path / "rootfs/shop-1.tar"]
+    gone = [tmp_path / ".shop-0123456789abcdef.oci.tar.4711", tmp_path / "rootfs/.shop-1.tar.4711.tar"]
+    for path in kept + gone:
+        path.write_text("x")
+    _remove_leftovers(tmp_path)
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == sorted(kept)
+    assert not (tmp_path / ".build-session-x").exists()

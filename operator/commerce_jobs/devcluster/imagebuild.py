@@ -252,10 +252,26 @@ def build(images: Sequence[Image], keys: dict[str, str], directory: Path) -> Non
     """Builds each image into `directory` (`<name>-<key>.oci.tar` and its manifest)."""
     check_tools()
     directory.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(directory)
     with _workdir(directory, "session") as session:
         shared: dict[str, Path] = {}
         for image in images:
             _build_one(image, keys[image.name], directory, session, shared)
+
+
+def _remove_leftovers(directory: Path) -> None:
+    """What a killed build left: work directories and partial files (all dot-named). The caller holds the cache's
+    lock, so no other build is using them."""
+    for parent in (directory, directory / "rootfs"):
+        if not parent.is_dir():
+            continue
+        for path in parent.iterdir():
+            if not path.name.startswith(".") or path.name == ".lock":
+                continue
+            if path.is_dir() and not path.is_symlink():
+                _remove_tree(path)
+            else:
+                path.unlink()
 
 
 def _build_one(image: Image, key: str, directory: Path, session: Path, shared: dict[str, Path]) -> None:
