@@ -18,6 +18,8 @@ final class Job
     public const PRIORITY_DEFAULT = 0;
     public const PRIORITY_HIGH = 5;
 
+    /** null only for a job from a template that does not override the template's command */
+    private ?string $command;
     private ?string $template = null;
     private ?\DateTimeImmutable $executeAfter = null;
     private ?int $maxRuntimeSeconds = null;
@@ -42,12 +44,13 @@ final class Job
      * @param int|null     $priority  null: 0 (or the template's priority)
      */
     public function __construct(
-        private ?string $command,
+        string $command,
         private array $args = [],
         bool $confirmed = true,
         private ?string $queue = null,
         private ?int $priority = null,
     ) {
+        $this->command = $command;
         if (!$confirmed) {
             throw new \InvalidArgumentException(
                 'unconfirmed jobs ($confirmed = false, JMS\'s state "new") do not exist for CommerceJobs: a job runs '
@@ -81,7 +84,8 @@ final class Job
      */
     public static function fromTemplate(string $template): self
     {
-        $job = new self(null);
+        $job = new self('');
+        $job->command = null;
         $job->template = $template;
 
         return $job;
