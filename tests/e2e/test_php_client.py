@@ -27,8 +27,10 @@ from tests.kube import wait_deleted
 pytestmark = pytest.mark.usefixtures("simulated_cluster")
 
 CLIENT_AUTOLOAD = REPO / "clients" / "php" / "autoload.php"
+START_IMPORT = REPO / "clients" / "php" / "examples" / "StartImportCommand.php"
+SYMFONY_CONSOLE = Path("/usr/share/php/Symfony/Component/Console/autoload.php")  # Debian's php-symfony-console
 ROLE = REPO / "manifests" / "examples" / "rbac" / "shop-php-client.yaml"
-INSTALL = "apt-get install php8.2-cli php8.2-curl  (or: make system-deps)"
+INSTALL = "apt-get install php8.2-cli php8.2-curl php-symfony-console  (or: make system-deps)"
 
 # Every script starts so: the client, a Client for the test's namespace, and out() for its one line of JSON.
 PREAMBLE = r"""<?php
@@ -228,14 +230,7 @@ def test_a_command_outside_the_allowlist_is_an_exception_of_the_wait(
 def test_a_shop_service_account_with_the_example_role_starts_and_waits_but_cannot_cancel(
     php: str, cluster: Cluster, cjobs: CommerceJobs, core: client.CoreV1Api, namespace: str, tmp_path: Path
 ) -> None:
-    core.create_namespaced_service_account(
-        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="shop"))
-    )
-    manifest = ROLE.read_text().replace("namespace: shop", f"namespace: {namespace}")
-    path = tmp_path / "role.yaml"
-    path.write_text(manifest)
-    kubectl(cluster, "apply", "--server-side", f"--filename={path}")
-    kubeconfig = service_account_kubeconfig(cluster, namespace, "shop", tmp_path)
+    kubeconfig = shop_service_account(cluster, core, namespace, tmp_path)
 
     # No namespace given: the client takes the kubeconfig context's, as in a pod it takes the ServiceAccount's.
     seen = run_php(php, kubeconfig, r"""
@@ -326,6 +321,56 @@ def test_add_dependency_needs_an_operator_with_depends_on(
     second = cjobs.get(seen["second"]["name"])
     assert second["spec"]["dependsOn"] == [seen["first"]["name"]]
     assert second["status"]["startTime"] >= cjobs.get(seen["first"]["name"])["status"]["completionTime"]
+
+
+def test_the_example_console_command_starts_the_import_and_waits_for_it_with_only_the_example_role(
+    php: str, cluster: Cluster, cjobs: CommerceJobs, core: client.CoreV1Api, namespace: str, tmp_path: Path
+) -> None:
+    """clients/php/examples/StartImportCommand.php (`shop:start-import`, for the demo shop), in a Symfony console on
+    this machine, as the shop's ServiceAccount with only the example Role: what a job's pod will run on the real
+    node."""
+    if not SYMFONY_CONSOLE.is_file():
+        pytest.fail(f"Symfony Console is missing: {INSTALL}")
+    kubeconfig = shop_service_account(cluster, core, namespace, tmp_path)
+    console = tmp_path / "console"
+    console.write_text(
+        "<?php\n"
+        f"require '{SYMFONY_CONSOLE}';\nrequire '{CLIENT_AUTOLOAD}';\nrequire '{START_IMPORT}';\n"
+        "$app = new Symfony\\Component\\Console\\Application('shop');\n"
+        "$app->add(new DemoShop\\Command\\StartImportCommand());\nexit($app->run());\n"
+    )
+
+    def start_import(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([php, str(console), "shop:start-import", "--timeout=90", *args], capture_output=True,
+                              text=True, env=php_env(kubeconfig, None), timeout=120, check=False)  # fmt: skip
+
+    done = start_import("--table=tmp")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    name = lines[0].split("/")[1].split(":")[0]
+    assert lines[0] == f"Started CommerceJob {namespace}/{name}: silver:import"
+    assert f"{name}: Finished, exit code 0" in lines
+    assert f"{name}-index: Finished, exit code 0" in lines
+    assert cjobs.get(name)["spec"]["dependingJobs"][0]["command"] == "ibexa:commerce:index-econtent-job"
+
+    refused = start_import("--import-command=_doctrine:database:drop")
+
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "CommandNotAllowedException: the operator refused to run the CommerceJob" in refused.stderr
+    assert "spec.command '_doctrine:database:drop' is not allowed" in refused.stderr
+
+
+def shop_service_account(cluster: Cluster, core: client.CoreV1Api, namespace: str, directory: Path) -> Path:
+    """The ServiceAccount `shop` with only the example Role (manifests/examples/rbac/shop-php-client.yaml), and a
+    kubeconfig with its token."""
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="shop"))
+    )
+    path = directory / "role.yaml"
+    path.write_text(ROLE.read_text().replace("namespace: shop", f"namespace: {namespace}"))
+    kubectl(cluster, "apply", "--server-side", f"--filename={path}")
+    return service_account_kubeconfig(cluster, namespace, "shop", directory)
 
 
 def service_account_kubeconfig(cluster: Cluster, namespace: str, account: str, directory: Path) -> Path:
