@@ -17,6 +17,18 @@ CLIENT = Path(__file__).resolve().parents[2] / "clients" / "php"
 INSTALL = "apt-get install php8.2-cli php8.2-curl phpunit  (or: make system-deps)"
 
 
+def test_every_php_file_parses() -> None:
+    """Also the files that no unit test loads (the curl transport, the example console command)."""
+    php = shutil.which("php")
+    if php is None:
+        pytest.fail(f"php is missing: {INSTALL}")
+    files = sorted(CLIENT.rglob("*.php"))
+    assert len(files) > 20
+    for path in files:
+        result = subprocess.run([php, "-l", str(path)], capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_phpunit_passes() -> None:
     php, phpunit = shutil.which("php"), shutil.which("phpunit")
     if php is None or phpunit is None:

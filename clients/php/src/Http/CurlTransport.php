@@ -33,6 +33,7 @@ final class CurlTransport implements Transport
         if ($body !== null) {
             curl_setopt($ch, CURLOPT_POSTFIELDS, $body);
             $headers[] = 'Content-Type: ' . $contentType;
+            $headers[] = 'Expect:';  // no "100-continue" round trip before a body of more than 1 KiB
         }
         curl_setopt_array($ch, [
             CURLOPT_HTTPHEADER => $headers,
