@@ -98,8 +98,8 @@ final class KubeconfigTest extends TestCase
     public function testScalars(): void
     {
         self::assertSame(
-            ['a' => null, 'b' => true, 'c' => 6443, 'd' => 'x y', 'e' => "tab\there \u{e9}", 'f' => ['p', 'q r'], 'g' => [], 'h' => '0123'],
-            KubeconfigYaml::parse("a: ~\nb: true\nc: 6443\nd: x\n  y\ne: \"tab\\there \\u00e9\"\nf: [p, 'q r']  # c\ng: {}\nh: '0123'\n"),
+            ['i' => null, 'a' => null, 'b' => true, 'c' => 6443, 'd' => 'x y', 'e' => "tab\there \u{e9}", 'f' => ['p', 'q r'], 'g' => [], 'h' => '0123'],
+            KubeconfigYaml::parse("i: # nothing\na: ~\nb: true\nc: 6443\nd: x\n  y\ne: \"tab\\there \\u00e9\"\nf: [p, 'q r']  # c\ng: {}\nh: '0123'\n"),
         );
     }
 

@@ -6,8 +6,8 @@ namespace CommerceJobs\Client\Config;
 
 /**
  * Reads kubeconfig files without a YAML extension: the block YAML that kubectl, client-go and PyYAML write (nested
- * mappings, lists of mappings, plain and quoted scalars, comments), or JSON. Anything else (anchors, tags, block
- * scalars, non-empty flow mappings) is refused with its line number rather than misread.
+ * mappings, lists of mappings, plain and quoted scalars, flat flow collections, comments), or JSON. Anything else
+ * (anchors, tags, block scalars, nested flow collections) is refused with its line number rather than misread.
  */
 final class KubeconfigYaml
 {
@@ -294,7 +294,9 @@ final class KubeconfigYaml
             || preg_match('/^([^\s\'"#\[\]{},&*!|>%@`-][^:#]*?|-[^\s:#][^:#]*?)\s*:(?:\s+(.*))?$/', $text, $m)) {
             $key = $text[0] === "'" ? str_replace("''", "'", $m[1]) : ($text[0] === '"' ? stripcslashes($m[1]) : $m[1]);
 
-            return [$key, trim($m[2] ?? '')];
+            $rest = trim($m[2] ?? '');
+
+            return [$key, str_starts_with($rest, '#') ? '' : $rest];  // "key: # comment" has no value
         }
 
         return null;
