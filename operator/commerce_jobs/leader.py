@@ -61,6 +61,20 @@ class LeaderElection:
         self._task: asyncio.Task[None] | None = None
         self.lost = False  # another replica holds the Lease that this one held
 
+    @property
+    def holder(self) -> str | None:
+        """The holder that this candidate read last (None before the first read, or when nobody holds it)."""
+        return self._observed[0] if self._observed else None
+
+    def holder_renewing(self) -> bool:
+        """Whether another replica holds the Lease and renewed it within a lease duration, as this candidate read it:
+        a live holder acts. Each renewal changes the Lease's resourceVersion, so an unchanged record means no
+        renewal (and reads that fail leave the record unchanged too)."""
+        holder = self.holder
+        return (
+            bool(holder) and holder != self.identity and (time.monotonic() - self._observed_at < self.timings.duration)
+        )
+
     # -- blocking calls (run in threads) --------------------------------------------------------------------------
     def try_acquire_or_renew(self) -> bool:
         now = datetime.now(UTC)
