@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -198,13 +199,30 @@ def snapshot(memo: kopf.Memo, insights: Insights) -> Snapshot:
 
 
 def last_words(message: str, path: Path = TERMINATION_LOG) -> None:
-    """Why the operator stops, for the user: on stderr, and in the container's termination message, which
-    `kubectl describe pod` shows (Last State: Terminated, Message). The kubelet creates the file; elsewhere there is
-    none, and nothing is written."""
+    """Why the operator stops, for the user: on stderr; in the container's termination message, which `kubectl
+    describe pod` shows (Last State: Terminated, Message); and as a Warning Event on its pod, which outlives the pod
+    (for the apiserver's event TTL, an hour by default), e.g. after `helm install --rollback-on-failure` removed it.
+    The kubelet creates the termination log, and the chart gives the pod's name: elsewhere neither is done."""
     print(message, file=sys.stderr, flush=True)
     if path.exists():
         with contextlib.suppress(OSError):
             path.write_text(message[-4000:] + "\n")
+    pod, namespace = os.environ.get("POD_NAME"), os.environ.get("POD_NAMESPACE")
+    if pod and namespace:
+        with contextlib.suppress(Exception):  # no apiserver, no rights: the other two must do
+            client.CoreV1Api(api_client()).create_namespaced_event(
+                namespace, stopped_event(pod, namespace, os.environ.get("POD_UID"), message), _request_timeout=3
+            )
+
+
+def stopped_event(pod: str, namespace: str, uid: str | None, message: str) -> client.CoreV1Event:
+    now = datetime.now(UTC)
+    return client.CoreV1Event(
+        metadata=client.V1ObjectMeta(generate_name=f"{pod[:200]}.", namespace=namespace),
+        involved_object=client.V1ObjectReference(api_version="v1", kind="Pod", name=pod, namespace=namespace, uid=uid),
+        reason="OperatorStopped", message=message[-1024:], type="Warning", count=1,
+        first_timestamp=now, last_timestamp=now, source=client.V1EventSource(component="commerce-jobs"),
+    )  # fmt: skip
 
 
 async def _operate(
