@@ -156,7 +156,7 @@ def test_the_image_install_steps_work_in_a_clean_virtualenv(tmp_path: Path) -> N
     assert re.search(r"^FROM \$\{PYTHON_IMAGE\} AS build$", dockerfile, re.M)
     assert re.search(r"^ARG PYTHON_IMAGE=python:\d+\.\d+\.\d+-slim-\w+$", dockerfile, re.M)  # a pinned base
     assert re.search(r"^USER 65532:65532$", dockerfile, re.M)  # not root
-    assert re.search(r'^ENTRYPOINT \["commerce-jobs"\]$', dockerfile, re.M)  # the whole argv: tests/unit/test_image_argv.py
+    assert re.search(r'^ENTRYPOINT \["commerce-jobs"\]$', dockerfile, re.M)  # its argv: tests/unit/test_image_argv.py
     final_stage = dockerfile.split("\nFROM ")[-1]
     assert not re.search(r"pip install|apt-get|gcc", final_stage)  # no build tools in the final layer
     venv = tmp_path / "venv"
