@@ -83,7 +83,7 @@ def readiness(s: Snapshot) -> Verdict:
         if s.serves_console:
             reasons.append("a standby serves no console: only the Lease holder is Ready")
         elif not s.holder_renewing:
-            reasons.append(f"the Lease's holder {s.lease_holder or '(none)'} does not renew it: nobody acts yet")
+            reasons.append(f"the Lease's holder {s.lease_holder or '(none)'} is not seen renewing it: nobody may act")
     elif s.phase is Phase.ACTING:
         reasons += [f"not listed yet: {path}" for path in s.unlisted]
         reasons += [f"failing: {problem}" for problem in s.failing]
