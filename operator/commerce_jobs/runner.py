@@ -108,7 +108,9 @@ async def _lead(memo: kopf.Memo) -> None:
     election.start_renewing()
 
 
-@kopf.on.startup()
+# A failure here (the console's port taken, ...) will not go away by itself: the process ends with the reason
+# (last_words) instead of retrying for ever.
+@kopf.on.startup(errors=kopf.ErrorsMode.PERMANENT)
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     if memo.get("leader_settings") is not None:
         await _lead(memo)
