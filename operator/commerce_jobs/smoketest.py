@@ -40,7 +40,7 @@ def describe(obj: dict[str, Any]) -> str:
     """One line of a CommerceJob's state, as `kubectl get commercejobs` would tell it, with its reason."""
     status = obj.get("status") or {}
     line = f"{obj['metadata']['name']}: {status.get('state', 'Pending')}"
-    if status.get("reason") and status.get("reason") != status.get("state"):
+    if status.get("reason") and status.get("reason") not in (status.get("state"), "Running", "Completed"):
         line += f" ({status['reason']}: {status.get('message', '')})"
     if status.get("exitCode") is not None:
         line += f", exit code {status['exitCode']}"
@@ -61,9 +61,7 @@ class SmokeTest:
         self.custom.create_namespaced_custom_object(
             GROUP, VERSION, self.namespace, PLURAL, commercejob(self.name, command, params, image)
         )
-        self._say(
-            f"commercejob.{GROUP}/{self.name} created in namespace {self.namespace}: {command} {' '.join(params)}"
-        )
+        self._say(f"commercejob.{GROUP}/{self.name} created in {self.namespace}: {' '.join([command, *params])}")
         final = self._follow(deadline)
         if final is None:
             self._say(f"{self.name}: not final after {timeout:.0f}s; kept: kubectl -n {self.namespace} describe "

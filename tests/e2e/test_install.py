@@ -64,6 +64,11 @@ def test_the_documented_values_render_what_the_readme_says(helm: Path) -> None:
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}  # always, console or not
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]  # noqa: S108  (the emptyDir)
+    assert deployment["spec"]["minReadySeconds"] == 10
     assert "--all-namespaces" in container["args"]
     # The operator reads that configuration, whatever the values.
     from commerce_jobs.config import OperatorConfig
@@ -95,6 +100,11 @@ def test_watched_namespaces_get_a_role_each_and_no_cluster_role(helm: Path) -> N
         ("queues.imports.maxRunning=0", "at '/queues/imports/maxRunning': minimum: got 0, want 1"),
         ("logFormat=xml", "at '/logFormat'"),
         ("jobDefaults.imagee=x", "additional properties 'imagee' not allowed"),
+        ("minReadySeconds=-1", "at '/minReadySeconds': minimum: got -1, want 0"),
+        ("tests.timeoutSeconds=1", "at '/tests/timeoutSeconds': minimum: got 1, want 10"),
+        ("tests.command=rm -rf", "at '/tests/command': 'rm -rf' does not match pattern"),
+        ("networkPolicy.apiServer.cidrs={10.0.0.1}", "at '/networkPolicy/apiServer/cidrs/0': '10.0.0.1' does not"),
+        ("networkPolicy.egress=x", "additional properties 'egress' not allowed"),
     ],
 )
 def test_wrong_values_are_rejected_with_a_clear_message(helm: Path, value: str, message: str) -> None:
