@@ -65,7 +65,7 @@ def liveness(s: Snapshot) -> Verdict:
     if s.phase is Phase.STARTING:
         return Verdict(False, 503, {"phase": s.phase.value})
     if s.phase is Phase.STANDBY:
-        return Verdict(True, 200, {"leader": False, "holder": s.lease_holder})
+        return Verdict(True, 200, {"leader": False})  # who holds the Lease: the readiness answer says
     if s.phase is Phase.STOPPING:
         return Verdict(True, 200, {"phase": s.phase.value})
     if s.watch_problems:

@@ -60,7 +60,7 @@ def test_a_standby_is_ready_only_behind_a_live_holder_and_never_when_it_serves_t
     assert not console.ok
     assert console.body["reasons"] == ["a standby serves no console: only the Lease holder is Ready"]
     # Alive either way: the kubelet must not restart a standby for waiting.
-    assert liveness(Snapshot(Phase.STANDBY, lease_holder=None)).body == {"leader": False, "holder": None}
+    assert liveness(Snapshot(Phase.STANDBY, lease_holder="a", holder_renewing=False)).body == {"leader": False}
 
 
 @pytest.mark.parametrize("phase", [Phase.STARTING, Phase.STOPPING])
