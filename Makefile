@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install system-deps tools test lint unit dev cluster-up cluster-down clean generate
+.PHONY: install system-deps tools test lint unit dev cluster-up cluster-down clean generate checkov
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,9 +42,25 @@ cluster-down: install
 	$(BIN)/commerce-jobs dev-cluster down
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .venv-checkov .pytest_cache .ruff_cache .mypy_cache
 
 # Regenerate what is generated (tests fail when these drift): the CRDs (crds/ and the chart's) and manifests/install.yaml.
 generate: install
 	$(BIN)/python -m commerce_jobs.crd
 	$(BIN)/python -m commerce_jobs.devcluster.render
+
+# A third-party linter of the chart's render (dev-only: pinned, in a virtualenv of its own, never a dependency of the
+# project). Where the chart differs from its default checks, a `checkov.io/skipN` annotation on the object says why
+# (README, "Quick start on your cluster"); any other finding fails.
+CHECKOV_VERSION := 3.3.30
+checkov: install
+	test -x .venv-checkov/bin/checkov || { $(PYTHON) -m venv .venv-checkov && \
+	  .venv-checkov/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION); }
+	mkdir -p test-artifacts/checkov
+	helm=$$($(BIN)/python -c 'from commerce_jobs.devcluster.toolchain import Toolchain; print(Toolchain.default().path("helm"))') && \
+	  $$helm template commerce-jobs charts/commerce-jobs -n commerce-jobs > test-artifacts/checkov/default.yaml && \
+	  $$helm template commerce-jobs charts/commerce-jobs -n commerce-jobs -f charts/commerce-jobs/values-production.yaml \
+	    --set console.enabled=true --set networkPolicy.enabled=true --set 'networkPolicy.apiServer.cidrs={10.0.0.1/32}' \
+	    > test-artifacts/checkov/all-on.yaml
+	.venv-checkov/bin/checkov --framework kubernetes --compact --quiet \
+	  -f test-artifacts/checkov/default.yaml -f test-artifacts/checkov/all-on.yaml

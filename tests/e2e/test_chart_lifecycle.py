@@ -220,7 +220,11 @@ def test_the_network_policy_is_valid_and_reads_the_api_servers_addresses(cluster
     assert refused.returncode != 0
     assert "set networkPolicy.apiServer.cidrs" in refused.stderr
     given = helm(cluster, *base, "--set=networkPolicy.apiServer.cidrs={10.0.0.1/32,fd00::1/128}").stdout
-    policy = yaml.safe_load(given)
+    policy, hook_policy = yaml.safe_load_all(given)
+    # The test hook's pod: the API server only, nothing reaches it.
+    assert hook_policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "commerce-jobs-test"
+    assert "ingress" not in hook_policy["spec"]
+    assert hook_policy["spec"]["egress"] == policy["spec"]["egress"]
     assert policy["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "commerce-jobs",
                                                             "app.kubernetes.io/instance": "np"}  # fmt: skip
     assert [rule["ports"] for rule in policy["spec"]["ingress"]] == [

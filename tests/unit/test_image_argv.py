@@ -76,7 +76,7 @@ def operator_containers(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]
     for doc in docs:
         pod = doc["spec"]["template"]["spec"] if doc["kind"] == "Deployment" else doc.get("spec", {})
         for container in [*pod.get("initContainers", []), *pod.get("containers", [])]:
-            if container["image"].startswith(REPOSITORY + ":"):
+            if container["image"].startswith((REPOSITORY + ":", REPOSITORY + "@")):
                 found[f"{doc['kind']}/{doc['metadata']['name']}"] = container
     return found
 
@@ -126,8 +126,13 @@ def check_operator(container: dict[str, Any], args: argparse.Namespace) -> None:
         ["--set=replicaCount=3", "--set=watchNamespaces={shop-a,shop-b}", "--set=logFormat=plain"],
         ["--set=tests.params={--env=prod,two words}", "--set=tests.image=registry.example.com/shop:1"],
         ["-f", str(CHART / "values-production.yaml")],
+        [
+            f"--set=image.digest=sha256:{'0' * 64}",
+            "--set=networkPolicy.enabled=true",
+            "--set=networkPolicy.apiServer.cidrs={10.0.0.1/32}",
+        ],
     ],
-    ids=["defaults", "console", "no-leader-election", "namespaces", "test-params", "production"],
+    ids=["defaults", "console", "no-leader-election", "namespaces", "test-params", "production", "digest"],
 )
 def test_every_container_of_the_operator_image_that_the_chart_renders_parses(helm: Path, values: list[str]) -> None:
     image = image_config()
