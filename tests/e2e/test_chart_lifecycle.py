@@ -172,8 +172,9 @@ def test_upgrade_then_uninstall_keeps_the_crds_and_commercejobs_and_leaves_no_jo
     """`helm uninstall` deletes what the chart made (its crontab tasks with their CronJobs and runs, by garbage
     collection); the CRDs and every other CommerceJob stay, and each Job keeps an owner that exists."""
     cron_tasks = {"refresh-cache": {"schedule": "*/5 * * * *", "command": "a:b"}}
+    # A second release in the cluster: the CRDs are the session release's (and may have been applied by kubectl).
     helm(cluster, "upgrade", "--install", LIFE, str(CHART), f"--namespace={LIFE}", "--create-namespace", "--wait",
-         "--timeout=2m", "--set=jobDefaults.image=registry.example.com/shop:e2e",
+         "--skip-crds", "--timeout=2m", "--set=jobDefaults.image=registry.example.com/shop:e2e",
          f"--set-json=cronTasks={json.dumps(cron_tasks)}")  # fmt: skip
     custom = client.CustomObjectsApi(cluster.api)
     crons = lambda **kw: custom.list_namespaced_custom_object(  # noqa: E731
