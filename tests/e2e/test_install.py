@@ -234,6 +234,15 @@ def test_leader_election_is_on_with_a_lease_role_limited_by_name(helm: Path) -> 
     ]  # fmt: skip
 
 
+def test_lease_timings_that_would_let_two_replicas_act_are_refused_at_render(helm: Path) -> None:
+    """Else the operator would exit 2 at start (LeaseTimings), and only the pod's log would say why."""
+    result = template(helm, "--set=leaderElection.renewDeadlineSeconds=20")
+    assert result.returncode != 0
+    assert "leaderElection needs retryPeriodSeconds < renewDeadlineSeconds < leaseDurationSeconds" in result.stderr
+    unused = template(helm, "--set=leaderElection.enabled=false", "--set=leaderElection.renewDeadlineSeconds=20")
+    assert unused.returncode == 0  # without leader election the timings are not used
+
+
 def test_two_replicas_without_leader_election_are_refused(helm: Path) -> None:
     result = template(helm, "--set=replicaCount=2", "--set=leaderElection.enabled=false")
     assert result.returncode != 0
