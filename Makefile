@@ -53,7 +53,7 @@ generate: install
 # project). Where the chart differs from its default checks, a `checkov.io/skipN` annotation on the object says why
 # (README, "Quick start on your cluster"); any other finding fails.
 CHECKOV_VERSION := 3.3.30
-checkov: install
+checkov: install ## a third-party linter (checkov, pinned, own virtualenv) of the chart's render
 	test -x .venv-checkov/bin/checkov || { $(PYTHON) -m venv .venv-checkov && \
 	  .venv-checkov/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION); }
 	mkdir -p test-artifacts/checkov
