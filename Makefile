@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: help install system-deps tools test lint unit dev cluster-up cluster-down clean generate verify
+.PHONY: help install system-deps tools test lint unit dev cluster-up cluster-down clean generate verify checkov
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -44,8 +44,8 @@ cluster-up: tools ## the local control plane only
 cluster-down: install ## stop the local control plane
 	$(BIN)/commerce-jobs dev-cluster down
 
-clean: ## remove .venv and the tools' caches of this checkout
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+clean: ## remove .venv, .venv-checkov and the tools' caches of this checkout
+	rm -rf $(VENV) .venv-checkov .pytest_cache .ruff_cache .mypy_cache
 
 # Regenerate what is generated (tests fail when these drift): the CRDs (crds/ and the chart's) and manifests/install.yaml.
 generate: install ## regenerate the CRDs and manifests/install.yaml
@@ -55,3 +55,19 @@ generate: install ## regenerate the CRDs and manifests/install.yaml
 # What `make generate` writes must be what is committed: CI fails on a drift.
 verify: generate ## regenerate, then fail if anything generated differs from what is committed
 	git diff --exit-code -- crds charts/commerce-jobs/crds manifests/install.yaml
+
+# A third-party linter of the chart's render (dev-only: pinned, in a virtualenv of its own, never a dependency of the
+# project). Where the chart differs from its default checks, a `checkov.io/skipN` annotation on the object says why
+# (README, "Quick start on your cluster"); any other finding fails.
+CHECKOV_VERSION := 3.3.30
+checkov: install ## a third-party linter (checkov, pinned, own virtualenv) of the chart's render
+	test -x .venv-checkov/bin/checkov || { $(PYTHON) -m venv .venv-checkov && \
+	  .venv-checkov/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION); }
+	mkdir -p test-artifacts/checkov
+	helm=$$($(BIN)/python -c 'from commerce_jobs.devcluster.toolchain import Toolchain; print(Toolchain.default().path("helm"))') && \
+	  $$helm template commerce-jobs charts/commerce-jobs -n commerce-jobs > test-artifacts/checkov/default.yaml && \
+	  $$helm template commerce-jobs charts/commerce-jobs -n commerce-jobs -f charts/commerce-jobs/values-production.yaml \
+	    --set console.enabled=true --set networkPolicy.enabled=true --set 'networkPolicy.apiServer.cidrs={10.0.0.1/32}' \
+	    > test-artifacts/checkov/all-on.yaml
+	.venv-checkov/bin/checkov --framework kubernetes --compact --quiet \
+	  -f test-artifacts/checkov/default.yaml -f test-artifacts/checkov/all-on.yaml

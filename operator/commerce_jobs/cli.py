@@ -24,6 +24,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.config:
         os.environ[CONFIG_ENV] = args.config
+    if args.liveness:
+        from commerce_jobs.probes import parse_endpoint
+
+        try:
+            parse_endpoint(args.liveness)
+        except ValueError as e:
+            print(f"commerce-jobs run: --liveness: {e}", file=sys.stderr)
+            return 2
     console = None
     if args.console:
         from commerce_jobs.console.app import ConsoleSettings
@@ -212,7 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     scope = run.add_mutually_exclusive_group()
     scope.add_argument("-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable)")
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)")
-    run.add_argument("--liveness", default=None, help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument(
+        "--liveness", default=None, metavar="URL",
+        help="serve the probes: liveness at this URL, e.g. http://0.0.0.0:8080/healthz, and readiness at /readyz "
+        "on the same address",
+    )  # fmt: skip
     run.add_argument("--standalone", action="store_true", help="do not coordinate with other operator replicas")
     run.add_argument(
         "--leader-election", action="store_true",

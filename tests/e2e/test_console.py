@@ -362,7 +362,8 @@ def test_the_chart_serves_the_console_behind_a_service_with_the_review_rights() 
     (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert "--console=0.0.0.0:8081" in container["args"]
-    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "console"}
+    # Ready = working, the console included (it starts before the workers): the operator's own readiness probe.
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     anonymous = subprocess.run(
         [helm, "template", "x", str(REPO / "charts/commerce-jobs"), "--set=console.enabled=true",
          "--set=console.authentication=false"], capture_output=True, text=True, check=True,
