@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -25,17 +26,12 @@ from commerce_jobs.events import EventRecorder
 from commerce_jobs.jobbuild import ATTEMPT_LABEL, OWNER_LABEL, InvalidSpec, job_manifest
 from commerce_jobs.kubeapi import ForeignObject, KubeApi, api_message, pod_outcome
 from commerce_jobs.lifecycle import AttemptResult, Decision, JobView, PodOutcome, PodProblem
+from commerce_jobs.podstart import pod_problem
 from commerce_jobs.workqueue import WorkQueue, serve
 
 log = logging.getLogger("commerce_jobs.controller")
 
 Key = tuple[str, str]  # (namespace, name) of a CommerceJob
-
-# Waiting reasons of a container that will not start by itself soon: the pod would wait for ever.
-STUCK_REASONS = frozenset(
-    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError",
-     "CreateContainerError"}
-)  # fmt: skip
 
 STATE_EVENTS = {
     lifecycle.FINISHED: ("Normal", "Finished"),
@@ -223,8 +219,10 @@ class CommerceJobController:
             known_outcome = self.pod_outcomes.get((meta["namespace"], job_name))
             if outcome.exit_code is not None and (known_outcome is None or known_outcome.created <= outcome.created):
                 self.pod_outcomes[(meta["namespace"], job_name)] = outcome
-        problem = None if event_type == "DELETED" else _pod_problem(body)
+        problem = None if event_type == "DELETED" else pod_problem(body, datetime.now(UTC))
         known = self.pod_problems.get(key)
+        if known and known[0] > attempt:
+            return  # a late event of an earlier attempt's pod
         if problem is None:
             if known and known[0] == attempt:
                 del self.pod_problems[key]
@@ -233,7 +231,7 @@ class CommerceJobController:
         if known and known[0] == attempt and known[1].reason == problem.reason:
             return  # the same trouble as before: keep the time it began
         since = known[1].since if known and known[0] == attempt else problem.since
-        self.pod_problems[key] = (attempt, PodProblem(problem.reason, problem.message, since))
+        self.pod_problems[key] = (attempt, dataclasses.replace(problem, since=since))
         self.queue.add(key)
 
     def _owner_of_pod(self, meta: dict[str, Any]) -> str | None:
@@ -449,10 +447,15 @@ class CommerceJobController:
                 event = ("Normal", "Started", f"attempt {decision.create_attempt}: Job {status['jobName']} created")
 
         if decision.collect is not None:
-            result = await asyncio.to_thread(
-                self.api.attempt_result, namespace, decision.collect.name, self.config.output_max_bytes,
-                self.pod_outcomes.get((namespace, decision.collect.name)),
-            )  # fmt: skip
+            if decision.collect.stopped:
+                # Its container never started: no output to read, and the exit code that its deleted pod may
+                # report (137) is the kill's.
+                result = AttemptResult(None, "", False)
+            else:
+                result = await asyncio.to_thread(
+                    self.api.attempt_result, namespace, decision.collect.name, self.config.output_max_bytes,
+                    self.pod_outcomes.get((namespace, decision.collect.name)),
+                )  # fmt: skip
             if decision.finish:
                 status = lifecycle.final_status(cjob, decision.finish, decision.collect, result, now)
             elif decision.retry_at:
@@ -525,15 +528,3 @@ def _queue_of(cjob: dict[str, Any]) -> str:
 
 def _rv(obj: dict[str, Any]) -> str:
     return str(obj.get("metadata", {}).get("resourceVersion", ""))
-
-
-def _pod_problem(body: dict[str, Any]) -> PodProblem | None:
-    status = body.get("status") or {}
-    if status.get("phase") != "Pending":
-        return None
-    for container in status.get("containerStatuses") or []:
-        waiting = (container.get("state") or {}).get("waiting") or {}
-        if waiting.get("reason") in STUCK_REASONS:
-            message = f"container {container.get('name')}: {waiting['reason']}: {waiting.get('message', '')}"
-            return PodProblem(waiting["reason"], message.rstrip(": "), datetime.now(UTC))
-    return None

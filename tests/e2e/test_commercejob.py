@@ -201,6 +201,75 @@ def test_an_image_that_cannot_be_pulled_fails_the_job_with_that_reason(
     wait_deleted(batch.list_namespaced_job, final["status"]["jobName"], namespace=namespace)
 
 
+AS_ROOT = 'container has runAsNonRoot and image will run as root (pod: "x", container: console)'
+
+
+def test_a_container_that_can_never_start_fails_at_once_with_the_kubelets_message_and_the_remedy(
+    cjobs: CommerceJobs, core: client.CoreV1Api, batch: client.BatchV1Api, namespace: str
+) -> None:
+    """The kubelet refuses an image that runs as root under runAsNonRoot (CreateContainerConfigError), and does so
+    at every try: the attempt fails at once, not after podStartTimeoutSeconds (3 s here). Its deleted pod then
+    reports exit code 137 (ContainerStatusUnknown), as a real kubelet's does: that is not the job's result."""
+    cjobs.create(
+        "as-root", command="silver:import",
+        podAnnotations=sim(**{"waiting-reason": "CreateContainerConfigError", "waiting-message": AS_ROOT,
+                              "killed-exit-code": "137"}),
+    )  # fmt: skip
+
+    final = cjobs.wait_final("as-root")
+
+    status = final["status"]
+    assert (status["state"], status["reason"]) == ("Failed", "CreateContainerConfigError")
+    assert AS_ROOT in status["message"]
+    assert "jobDefaults.podSecurityContext.runAsUser" in status["message"]  # what to do about it
+    assert status.get("exitCode") is None
+    assert condition(final)["message"] == status["message"]
+    # At once: well before the 3 s that a container gets to start (timestamps have whole seconds).
+    assert (ts(status["completionTime"]) - ts(status["startTime"])).total_seconds() < 3
+    failed = wait_for(core.list_namespaced_event, "", _event_on("as-root", "Failed"), namespace=namespace)
+    assert AS_ROOT in failed.message
+    assert "runAsUser" in failed.message
+    wait_deleted(batch.list_namespaced_job, status["jobName"], namespace=namespace)
+
+
+def test_a_missing_secret_may_still_appear_so_the_attempt_waits_for_the_start_timeout(cjobs: CommerceJobs) -> None:
+    missing = 'secret "shop-database" not found'
+    cjobs.create(
+        "no-secret", command="silver:import",
+        podAnnotations=sim(**{"waiting-reason": "CreateContainerConfigError", "waiting-message": missing,
+                              "killed-exit-code": "137"}),
+    )  # fmt: skip
+    waiting = cjobs.wait("no-secret", lambda o: (o.get("status") or {}).get("reason") == "CreateContainerConfigError")
+    assert waiting["status"]["state"] == "Running"
+    assert "unless the container starts" in waiting["status"]["message"]
+
+    final = cjobs.wait_final("no-secret")
+
+    status = final["status"]
+    assert (status["state"], status["reason"]) == ("Failed", "CreateContainerConfigError")
+    assert f"{missing} (not started within 3s)" in status["message"]
+    assert status.get("exitCode") is None
+    assert (ts(status["completionTime"]) - ts(status["startTime"])).total_seconds() >= 2
+
+
+def test_an_attempt_stopped_at_its_max_runtime_keeps_that_reason_not_the_exit_code_of_the_kill(
+    cjobs: CommerceJobs, core: client.CoreV1Api, namespace: str
+) -> None:
+    """A PHP process stopped by SIGTERM can exit 0 (seen on a real node): the simulated pod does so when deleted."""
+    cjobs.create(
+        "overrun", command="silver:import", maxRuntimeSeconds=2, maxRetries=1, retryBackoffSeconds=1,
+        podAnnotations=sim(duration="10m", **{"killed-exit-code": "0"}),
+    )  # fmt: skip
+
+    final = cjobs.wait_final("overrun")
+
+    status = final["status"]
+    assert (status["state"], status["reason"], status["attempts"]) == ("Terminated", "MaxRuntimeExceeded", 2)
+    assert status.get("exitCode") is None
+    retry = wait_for(core.list_namespaced_event, "", _event_on("overrun", "RetryScheduled"), namespace=namespace)
+    assert "attempt 1 failed (its max runtime of 2s was exceeded)" in retry.message
+
+
 def test_queue_limit_runs_one_at_a_time_by_priority_then_age(
     cjobs: CommerceJobs, batch: client.BatchV1Api, namespace: str
 ) -> None:
