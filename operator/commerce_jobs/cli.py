@@ -64,6 +64,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_dev_cluster(args: argparse.Namespace) -> int:
+    if args.action == "images":
+        from commerce_jobs.devcluster import images
+
+        return images.main(["--no-build"] if args.no_build else [])
     cluster = _cluster(args)
     if args.action == "build":
         Toolchain.default().ensure(build=True)
@@ -262,10 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
     clean.add_argument("-n", "--namespace", help="only this namespace (default: all)")
     clean.set_defaults(func=cmd_clean_up)
 
-    dev_cluster = sub.add_parser("dev-cluster", help="the local control plane: build, up, down, status")
-    dev_cluster.add_argument("action", choices=["build", "up", "down", "status"])
+    dev_cluster = sub.add_parser("dev-cluster", help="the local control plane: build, up, down, status, images")
+    # images: the OCI archives of the real node's images (pause, the demo shop and its variants, the operator).
+    dev_cluster.add_argument("action", choices=["build", "up", "down", "status", "images"])
     dev_cluster.add_argument("--directory", help="where the cluster keeps its state (default: ~/.cache/...)")
-    dev_cluster.add_argument("--no-build", action="store_true", help="fail instead of building missing binaries")
+    dev_cluster.add_argument(
+        "--no-build", action="store_true", help="fail instead of building missing binaries (or images)"
+    )
     dev_cluster.set_defaults(func=cmd_dev_cluster)
 
     dev = sub.add_parser("dev", help="local cluster + CRDs + samples + the operator, in one command")
