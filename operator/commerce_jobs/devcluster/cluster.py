@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +34,10 @@ KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 SERVICE_CIDR = "10.96.0.0/16"
 KUBERNETES_SERVICE_IP = str(ipaddress.ip_network(SERVICE_CIDR)[1])  # the `kubernetes` Service's cluster IP
 POD_CIDR = "10.244.0.0/16"
+# The images (commerce_jobs.devcluster.images) that a real node imports at its start: the demo shop, a job's image,
+# and its variants that run as root and as a named user (the security-context cases). The operator's image is
+# imported by whoever runs it on the node (RealNode.import_image), as it is rebuilt whenever the operator changes.
+DEFAULT_NODE_IMAGES = ("shop", "shop-root", "shop-named-user")
 STATE_FILE = "cluster.json"
 READY_TIMEOUT = 120.0
 
@@ -102,6 +106,7 @@ class LocalCluster:
         audit_policy: Path | None = None,
         controller_manager_qps: int | None = None,
         real_node: bool = False,
+        node_images: Sequence[str] = DEFAULT_NODE_IMAGES,
     ) -> None:
         self.directory = (directory or default_directory()).resolve()
         self.toolchain = toolchain or Toolchain.default()
@@ -110,6 +115,7 @@ class LocalCluster:
         self.pki = Pki(self.directory / "pki", apiserver_ips=("127.0.0.1", KUBERNETES_SERVICE_IP, NODE_IP))
         # A real node (containerd, kubelet, kube-proxy) beside kwok's simulated one; see realnode.py.
         self.real_node = real_node
+        self.node_images = tuple(node_images)
         # An audit policy makes the apiserver log the requests it selects (to logs/audit.log): the benchmarks count
         # the operator's requests from it.
         self.audit_policy = audit_policy
@@ -246,9 +252,14 @@ class LocalCluster:
 
     def _node_images(self, build: bool) -> list[tuple[str, Path]]:
         """The images that the real node imports at its start, beside its pause image: (fully qualified ref,
-        OCI archive)."""
-        del build
-        return []
+        OCI archive), built first when missing (cold: a few minutes)."""
+        from commerce_jobs.devcluster import images
+
+        wanted = [image for image in images.node_images() if image.name in self.node_images]
+        unknown = set(self.node_images) - {image.name for image in wanted}
+        if unknown:
+            raise ClusterError(f"no node image called {', '.join(sorted(unknown))}")
+        return images.ensure_images(build=build, images=wanted)
 
     # -- faults: one process stopped and started again (the reliability tests) ---------------------------------
     def stop_process(self, name: str, timeout: float = 15.0) -> None:
