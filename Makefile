@@ -16,8 +16,9 @@ install: $(BIN)/.installed
 system-deps:
 	bash operator/commerce_jobs/devcluster/system-deps.sh
 
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok and helm, built from Go modules at
-# pinned versions into ~/.cache/commerce-jobs (cold: ~20 min on 2 cores; warm: nothing to do).
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok and helm; the real node's kubelet,
+# kube-proxy, containerd and pause image; built from Go modules at pinned versions into ~/.cache/commerce-jobs (cold:
+# ~30 min on 2 cores; warm: nothing to do). And the real node's images (warm: a hash of their inputs).
 tools: install system-deps
 	$(BIN)/commerce-jobs dev-cluster build
 
@@ -32,11 +33,12 @@ unit: install
 test: tools lint
 	$(BIN)/pytest
 
+# REAL_NODE=1: the jobs run in real containers on a real node (containerd, kubelet; needs root), from the demo shop.
 dev: tools
-	$(BIN)/commerce-jobs dev
+	$(BIN)/commerce-jobs dev $(if $(REAL_NODE),--real-node)
 
 cluster-up: tools
-	$(BIN)/commerce-jobs dev-cluster up
+	$(BIN)/commerce-jobs dev-cluster up $(if $(REAL_NODE),--real-node)
 
 cluster-down: install
 	$(BIN)/commerce-jobs dev-cluster down
