@@ -34,10 +34,11 @@ test: tools lint
 	$(BIN)/pytest
 
 # REAL_NODE=1: the jobs run in real containers on a real node (containerd, kubelet; needs root), from the demo shop.
-dev: tools
+# Each builds what it needs that is missing: the kwok-only cluster never waits for the real node's tools or images.
+dev: install system-deps
 	$(BIN)/commerce-jobs dev $(if $(REAL_NODE),--real-node)
 
-cluster-up: tools
+cluster-up: install system-deps
 	$(BIN)/commerce-jobs dev-cluster up $(if $(REAL_NODE),--real-node)
 
 cluster-down: install

@@ -41,7 +41,7 @@ def test_containerd_keeps_everything_under_the_cluster_directory_with_this_sandb
     assert plugins["io.containerd.nri.v1.nri"]["disable"] is True
     assert config["imports"] == []  # nothing from the machine's /etc/containerd
     paths = [p for p in all_strings(config) if p.startswith("/")]
-    machine = {"/usr/lib/cni", nodeconfig.RUNC}
+    machine = {"/usr/lib/cni", nodeconfig.RUNC, nodeconfig.SHIM_SOCKET_DIR}
     assert paths
     assert all(p.startswith("/srv/cluster/node/") or p in machine for p in paths), paths
 
@@ -171,3 +171,11 @@ def test_a_shim_is_ours_only_with_our_socket() -> None:
     assert nodeconfig.shim_belongs_to(ours, Path("/srv/c/node/run/containerd.sock"))
     assert not nodeconfig.shim_belongs_to(ours, Path("/run/containerd/containerd.sock"))
     assert not nodeconfig.shim_belongs_to(["containerd-shim-runc-v2", "-address"], Path("/srv/c"))
+
+
+def test_the_cni_results_of_our_sandboxes_only() -> None:
+    names = [
+        "commerce-jobs-node-abc-eth0", "cni-loopback-abc-lo", "cni-loopback-def-lo", "other-net-abc-eth0",
+        "commerce-jobs-node-abcd-eth0",
+    ]  # fmt: skip
+    assert nodeconfig.cni_results_of(names, {"abc"}) == ["commerce-jobs-node-abc-eth0", "cni-loopback-abc-lo"]

@@ -458,6 +458,7 @@ def clean_node_directory(paths: NodePaths) -> None:
     start imports its images again), the pods' addresses and logs, and the kernel settings it changed."""
     if not paths.root.exists():
         return
+    sandboxes = _sandbox_ids(paths)
     unmount_under(paths.root)
     for directory in (
         paths.containerd_root.parent, paths.socket_dir, paths.kubelet_root, paths.pod_logs, paths.cni_ipam_dir,
@@ -465,6 +466,21 @@ def clean_node_directory(paths: NodePaths) -> None:
         shutil.rmtree(directory, ignore_errors=True)
     restore_sysctls(paths.saved_sysctls)
     _remove_container_log_links(paths.pod_logs)
+    results = Path(nodeconfig.CNI_RESULTS_DIR)
+    if results.is_dir():
+        for name in nodeconfig.cni_results_of([p.name for p in results.iterdir()], sandboxes):
+            (results / name).unlink(missing_ok=True)
+
+
+def _sandbox_ids(paths: NodePaths) -> set[str]:
+    """The ids of every pod sandbox that containerd's CRI knows in this node's directory (kept in both its root and
+    its state directory)."""
+    ids: set[str] = set()
+    for base in (paths.containerd_root, paths.containerd_state):
+        sandboxes = base / "io.containerd.grpc.v1.cri" / "sandboxes"
+        if sandboxes.is_dir():
+            ids.update(p.name for p in sandboxes.iterdir())
+    return ids
 
 
 def _remove_container_log_links(pod_logs: Path) -> None:
@@ -482,7 +498,7 @@ def _remove_container_log_links(pod_logs: Path) -> None:
 
 def clean_machine() -> None:
     """The machine-wide state of a real node (there is at most one, under the lock): the two bridges, the kubepods
-    cgroups, the KUBE-*/CNI-* iptables chains, CNI's result cache, containerd's shim socket directory."""
+    cgroups, the KUBE-*/CNI-* iptables chains, the kubelet's device-plugin socket, the shims' socket directory."""
     for link in (CNI_BRIDGE, NODE_LINK):
         if _link_exists(link):
             _ip("link", "delete", link, check=False)
@@ -505,17 +521,13 @@ def clean_machine() -> None:
     for directory in (device_plugins, device_plugins.parent):
         with suppress(OSError):
             directory.rmdir()
-    results = Path("/var/lib/cni/results")
-    if results.is_dir():
-        for cached in results.glob(f"{CNI_NETWORK}-*"):
-            cached.unlink(missing_ok=True)
-    for directory in (
-        results,
-        results.parent,
-        Path("/run/containerd/runc/k8s.io"),
-        Path("/run/containerd/runc"),
-        Path("/run/containerd/s"),
-        Path("/run/containerd"),
-    ):
+    # The sockets of shims that were killed (a shim removes its own when it ends normally).
+    shims = Path(nodeconfig.SHIM_SOCKET_DIR)
+    if shims.is_dir():
+        for socket in shims.iterdir():
+            socket.unlink(missing_ok=True)
+        shims.rmdir()
+    results = Path(nodeconfig.CNI_RESULTS_DIR)
+    for directory in (results, results.parent):
         with suppress(OSError):
             directory.rmdir()  # only when empty: nothing else of the machine's is touched
