@@ -16,7 +16,6 @@ from typing import Any, TextIO
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from commerce_jobs.dependents import dependent_name
 from commerce_jobs.kubeapi import CONTAINER, GROUP, PLURAL, VERSION
 from commerce_jobs.lifecycle import FINAL_STATES, FINISHED
 
@@ -77,17 +76,12 @@ class Starter:
     def follow(self, name: str, show_output: bool) -> bool:
         """Waits until the job and every dependent it created are final. True when all of them Finished."""
         final = self._watch(name, show_output)
-        status = final.get("status") or {}
-        if status.get("state") != FINISHED:
-            # Its dependents will never be created: status.dependents lists the whole tree as Canceled.
-            for dependent in status.get("dependents") or []:
+        ok = (final.get("status") or {}).get("state") == FINISHED
+        for dependent in (final.get("status") or {}).get("dependents") or []:
+            if dependent.get("state") == "Created":
+                ok = self.follow(dependent["name"], show_output) and ok
+            else:
                 self._say(f"{dependent['name']}: {dependent.get('state')}")
-            return False
-        # A Finished job created its direct dependents before it wrote its final status; each one is followed (and
-        # follows its own). status.dependents, which lists the whole tree, is not the list to walk.
-        ok = True
-        for item in (final.get("spec") or {}).get("dependingJobs") or []:
-            ok = self.follow(dependent_name(name, item["name"]), show_output) and ok
         return ok
 
     def _watch(self, name: str, show_output: bool) -> dict[str, Any]:
