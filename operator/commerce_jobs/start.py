@@ -17,7 +17,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from commerce_jobs.kubeapi import CONTAINER, GROUP, PLURAL, VERSION
-from commerce_jobs.lifecycle import FINAL_STATES, FINISHED
+from commerce_jobs.lifecycle import CANCELED, FINAL_STATES, FINISHED
 
 TEMPLATE_LABEL = "commercejobs.dev/template"
 
@@ -73,15 +73,20 @@ class Starter:
         self._say(f"commercejob.{GROUP}/{name} created from template {template}")
         return name
 
-    def follow(self, name: str, show_output: bool) -> bool:
+    def follow(self, name: str, show_output: bool, shown: set[str] | None = None) -> bool:
         """Waits until the job and every dependent it created are final. True when all of them Finished."""
+        shown = set() if shown is None else shown  # a parent lists its whole tree: each job is followed once
+        shown.add(name)
         final = self._watch(name, show_output)
         ok = (final.get("status") or {}).get("state") == FINISHED
         for dependent in (final.get("status") or {}).get("dependents") or []:
-            if dependent.get("state") == "Created":
-                ok = self.follow(dependent["name"], show_output) and ok
+            if dependent["name"] in shown:
+                continue
+            if dependent.get("state") == CANCELED:  # never created: nothing to follow
+                shown.add(dependent["name"])
+                self._say(f"{dependent['name']}: {CANCELED}")
             else:
-                self._say(f"{dependent['name']}: {dependent.get('state')}")
+                ok = self.follow(dependent["name"], show_output, shown) and ok
         return ok
 
     def _watch(self, name: str, show_output: bool) -> dict[str, Any]:
