@@ -127,11 +127,11 @@ class CommerceJobController:
             self.queue.add(key)
 
     # -- the cache, its queues, and the parents' lists ----------------------------------------------------------------
-    def _store(self, key: Key, cjob: dict[str, Any], old: dict[str, Any] | None, now: datetime | None = None) -> None:
+    def _store(self, key: Key, cjob: dict[str, Any], old: dict[str, Any] | None) -> None:
         """Puts a CommerceJob into the cache, tells its queue where it stands now, and notes the parents whose list
         of dependents it makes stale."""
         self.cache.put(key, cjob)
-        self._wake(self.admission.update(key, queue_of(cjob), standing(cjob, now or datetime.now(UTC)), order_of(cjob)))
+        self._wake(self.admission.update(key, queue_of(cjob), standing(cjob, datetime.now(UTC)), order_of(cjob)))
         state = (cjob.get("status") or {}).get("state") or lifecycle.PENDING
         if old is not None and ((old.get("status") or {}).get("state") or lifecycle.PENDING) == state:
             return
@@ -372,8 +372,7 @@ class CommerceJobController:
             # the second creation a no-op, so each dependent is created exactly once.
             for item in items:
                 await asyncio.to_thread(self.api.create_commercejob, build_dependent(cjob, item))
-            if items:
-                status["dependents"] = self._dependents_list(key, cjob, lifecycle.FINISHED)
+            status["dependents"] = self._dependents_list(key, cjob, lifecycle.FINISHED)
         elif decision.cancel_dependents:
             status["dependents"] = self._dependents_list(key, cjob, lifecycle.CANCELED)
 
