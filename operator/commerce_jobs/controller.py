@@ -16,7 +16,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from commerce_jobs import lifecycle, retention
+from commerce_jobs import lifecycle, metrics, retention
 from commerce_jobs.config import OperatorConfig
 from commerce_jobs.cronbuild import CRON_LABEL
 from commerce_jobs.cronbuild import adopted_run as build_adopted_run
@@ -281,6 +281,7 @@ class CommerceJobController:
                     continue
                 if deleted:
                     self._deleting.add(meta["uid"])
+                    metrics.retention_deleted(meta["namespace"], expired.tree_size)
                     log.info(
                         "retention: deleted %s/%s (%d job(s) in its tree, expired %s)", meta["namespace"],
                         meta["name"], expired.tree_size, lifecycle.format_time(expired.expired_at),
@@ -390,6 +391,7 @@ class CommerceJobController:
                 self.queue.add_after(key, 10)
             return
         fields = lifecycle.template_fields(cjob, template)
+        metrics.template_resolved(fields)
         updated = await asyncio.to_thread(
             self.api.patch_spec, namespace, name, cjob["metadata"]["resourceVersion"], fields
         )
@@ -506,6 +508,7 @@ class CommerceJobController:
         )
         # The patch's answer is newer than the cache: keep it, so the next decision starts from it.
         self._cache_put(key, trim_commercejob(updated))
+        metrics.status_written(cjob, updated)
         if status.get("state") in lifecycle.FINAL_STATES:
             self._notify_retention()
         if event:

@@ -29,6 +29,7 @@ from commerce_jobs.watchhealth import WatchHealth, trace_config
 
 if TYPE_CHECKING:
     from commerce_jobs.console.app import ConsoleSettings
+    from commerce_jobs.metrics_server import MetricsSettings
 
 PREFIX = "commercejobs.dev"
 WORKERS = 16
@@ -129,6 +130,11 @@ async def _lead(memo: kopf.Memo) -> None:
 
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    if memo.get("metrics_settings") is not None:  # before the Lease: a standby serves process metrics and leader 0
+        from commerce_jobs.metrics_server import MetricsServer
+
+        memo.metrics = MetricsServer(memo.metrics_settings, memo.config)
+        await memo.metrics.start()
     if memo.get("leader_settings") is not None:
         await _lead(memo)
     # Keep kopf's bookkeeping off the objects: no progress or diff-base annotations, no Events for log lines.
@@ -168,6 +174,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         memo.console = console
     controller.start()
     crons.start()
+    if memo.get("metrics") is not None:
+        memo.metrics.metrics.attach(controller, crons, memo.watch_health)
     memo.controller = controller
     memo.crons = crons
 
@@ -175,7 +183,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     # The Lease last: it is given up only once no worker acts any more.
-    for name in ("console", "crons", "controller", "election"):
+    for name in ("metrics", "console", "crons", "controller", "election"):
         component = memo.get(name)
         if component is not None:
             await component.stop()
@@ -190,6 +198,7 @@ def run_operator(
     console: ConsoleSettings | None = None,
     leader: LeaderSettings | None = None,
     watch_grace: float = 30.0,
+    metrics: MetricsSettings | None = None,
 ) -> int:
     try:
         # Read before kopf starts: a bad file stops the operator at once, with the reason, instead of a retry loop.
@@ -217,6 +226,7 @@ def run_operator(
                     leader_settings=leader,
                     liveness_endpoint=liveness_endpoint,
                     watch_health=WatchHealth(grace=watch_grace, client_timeout=CLIENT_TIMEOUT),
+                    metrics_settings=metrics,
                 ),
             )
         )
