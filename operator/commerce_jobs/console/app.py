@@ -27,6 +27,7 @@ from kubernetes.client.exceptions import ApiException
 from commerce_jobs import lifecycle
 from commerce_jobs.console import render
 from commerce_jobs.console.auth import SESSION_COOKIE, Identity, Reviewer, Session, Sessions, csrf_ok, same_origin
+from commerce_jobs.console.history import HistoryViews
 from commerce_jobs.console.live import Changes, follow_log, started_pod
 from commerce_jobs.controller import CommerceJobController
 from commerce_jobs.kubeapi import GROUP, PLURAL, VERSION
@@ -116,6 +117,7 @@ class Console:
             web.post("/cancel", self.cancel_job),
             web.post("/retry", self.retry_job),
             web.static("/static", STATIC),
+            *HistoryViews(self).routes(),  # the History and Crontab tasks pages (console/history.py)
         ])  # fmt: skip
         return app
 
