@@ -47,7 +47,9 @@ def _when(value: datetime | None, now: datetime) -> str:
     relative = esc(pictures.duration_text(abs(delta)))
     stamp = esc(lifecycle.format_time(value))
     ago = f"in {relative}" if delta >= 0 else f"{relative} ago"
-    return f'<time datetime="{stamp}">{stamp}</time> <span class="muted">{ago}</span>'
+    return (
+        f'<time datetime="{stamp}" title="{stamp}">{value:%Y-%m-%d %H:%M} UTC</time> <span class="muted">{ago}</span>'
+    )
 
 
 def _state(state: str) -> str:
