@@ -44,7 +44,8 @@ DOCUMENTED = {
     "commerce_jobs_api_requests", "commerce_jobs_api_request_duration_seconds", "commerce_jobs_watch_healthy",
     "commerce_jobs_watch_requests", "commerce_jobs_watch_restarts", "commerce_jobs_retention_deletions",
     "commerce_jobs_retention_deleted_jobs", "commerce_jobs_events_dropped", "commerce_jobs_leader",
-    "commerce_jobs_build_info", "process_resident_memory_bytes", "process_cpu_seconds",
+    "commerce_jobs_build_info", "process_resident_memory_bytes", "process_cpu_seconds", "python_info",
+    "python_gc_objects_collected",
 }  # fmt: skip
 
 
