@@ -130,11 +130,13 @@ async def _lead(memo: kopf.Memo) -> None:
 
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    if memo.get("metrics_settings") is not None:  # before the Lease: a standby serves process metrics and leader 0
+    # Before the Lease: a standby serves process metrics and leader 0. Once only, should kopf retry this handler.
+    if memo.get("metrics_settings") is not None and memo.get("metrics") is None:
         from commerce_jobs.metrics_server import MetricsServer
 
-        memo.metrics = MetricsServer(memo.metrics_settings, memo.config)
-        await memo.metrics.start()
+        metrics_server = MetricsServer(memo.metrics_settings, memo.config)
+        await metrics_server.start()
+        memo.metrics = metrics_server
     if memo.get("leader_settings") is not None:
         await _lead(memo)
     # Keep kopf's bookkeeping off the objects: no progress or diff-base annotations, no Events for log lines.
