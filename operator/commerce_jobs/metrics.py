@@ -318,10 +318,11 @@ class CacheCollector:
             return
         now = datetime.now(UTC)
         labels = self.metrics.labels
-        yield from self._jobs(controller, labels)
+        counts, succeeded = _scan(controller, labels)
+        yield _jobs(counts)
         yield from self._queues(controller, labels, now)
         if self.metrics.crons is not None:
-            yield from self._crons(self.metrics.crons, controller, now)
+            yield from _crons(self.metrics.crons, succeeded, now)
         yield from self._work_queues(controller)
         if self.metrics.watch_health is not None:
             yield from _watches(self.metrics.watch_health, time.monotonic())
@@ -329,18 +330,6 @@ class CacheCollector:
                                     "full) since the operator started")  # fmt: skip
         dropped.add_metric([], controller.events.dropped)
         yield dropped
-
-    @staticmethod
-    def _jobs(controller: CommerceJobController, labels: LabelVocabulary) -> Iterator[Metric]:
-        counts: Tally[tuple[str, str, str]] = Tally()
-        for (namespace, _), job in controller.cjobs.items():
-            state = (job.get("status") or {}).get("state") or lifecycle.PENDING
-            counts[(namespace, labels.queue((job.get("spec") or {}).get("queue", DEFAULT_QUEUE)), state)] += 1
-        family = GaugeMetricFamily("commerce_jobs_jobs", "CommerceJobs in the operator's cache, by state",
-                                   labels=["namespace", "queue", "state"])  # fmt: skip
-        for key, count in sorted(counts.items()):
-            family.add_metric(list(key), count)
-        yield family
 
     def _queues(self, controller: CommerceJobController, labels: LabelVocabulary, now: datetime) -> Iterator[Metric]:
         config = self.metrics.config
@@ -385,59 +374,6 @@ class CacheCollector:
                 family_limit.add_metric([name], limit)
         yield from (family_running, family_waiting, family_oldest, family_limit)
 
-    @staticmethod
-    def _crons(crons: CronController, controller: CommerceJobController, now: datetime) -> Iterator[Metric]:
-        # A run's success may be newer than the CronJob's lastSuccessfulTime: a run that succeeded on a retry.
-        succeeded: dict[tuple[str, str], float] = {}
-        for (namespace, _), job in controller.cjobs.items():
-            status = job.get("status") or {}
-            if status.get("state") != lifecycle.FINISHED:
-                continue
-            cron = _owner(job["metadata"], "CommerceCronJob")
-            completed = _timestamp(status.get("completionTime"))
-            if cron and completed is not None:
-                key = (namespace, cron)
-                succeeded[key] = max(succeeded.get(key, 0.0), completed)
-        families = {
-            "schedule": GaugeMetricFamily("commerce_jobs_cron_last_schedule_timestamp_seconds",
-                                          "When the crontab task's CronJob last started a run", labels=["namespace",
-                                          "name"]),
-            "success": GaugeMetricFamily("commerce_jobs_cron_last_success_timestamp_seconds",
-                                         "When a run of the crontab task last succeeded", labels=["namespace", "name"]),
-            "next": GaugeMetricFamily("commerce_jobs_cron_next_schedule_timestamp_seconds",
-                                      "When the crontab task runs next", labels=["namespace", "name"]),
-            "missed": GaugeMetricFamily("commerce_jobs_cron_missed_schedules",
-                                        "Scheduled times since the last success (or the creation), at most 100",
-                                        labels=["namespace", "name"]),
-            "ready": GaugeMetricFamily("commerce_jobs_cron_ready", "1 when the task's CronJob is in step (Ready=True)",
-                                       labels=["namespace", "name"]),
-            "suspended": GaugeMetricFamily("commerce_jobs_cron_suspended", "1 when the task is suspended",
-                                           labels=["namespace", "name"]),
-        }  # fmt: skip
-        for (namespace, name), task in sorted(crons.crons.items()):
-            spec, status = task.get("spec") or {}, task.get("status") or {}
-            ids = [namespace, name]
-            last_schedule = _timestamp(status.get("lastScheduleTime"))
-            if last_schedule is not None:
-                families["schedule"].add_metric(ids, last_schedule)
-            last_success = max(_timestamp(status.get("lastSuccessfulTime")) or 0.0, succeeded.get((namespace, name), 0))
-            if last_success:
-                families["success"].add_metric(ids, last_success)
-            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
-            families["ready"].add_metric(ids, 1 if ready else 0)
-            families["suspended"].add_metric(ids, 1 if spec.get("suspend") else 0)
-            created = _timestamp(task["metadata"].get("creationTimestamp")) or now.timestamp()
-            since = datetime.fromtimestamp(max(last_success, created), UTC)
-            try:
-                upcoming = schedule.next_run(str(spec.get("schedule", "")), spec.get("timeZone"), now)
-                missed = schedule.missed_since(str(spec.get("schedule", "")), spec.get("timeZone"), since, now)
-            except schedule.ScheduleError:
-                continue  # refused by Kubernetes too: Ready=False says why
-            if upcoming is not None:
-                families["next"].add_metric(ids, upcoming.timestamp())
-            families["missed"].add_metric(ids, missed)
-        yield from families.values()
-
     def _work_queues(self, controller: CommerceJobController) -> Iterator[Metric]:
         depth = GaugeMetricFamily("commerce_jobs_workqueue_depth", "Keys waiting in a controller's work queue",
                                   labels=["name"])  # fmt: skip
@@ -445,6 +381,76 @@ class CacheCollector:
         if self.metrics.crons is not None:
             depth.add_metric(["commercecronjobs"], len(self.metrics.crons.queue))
         yield depth
+
+
+def _scan(
+    controller: CommerceJobController, labels: LabelVocabulary
+) -> tuple[Tally[tuple[str, str, str]], dict[tuple[str, str], float]]:
+    """One pass over the cache (10,000s of jobs): jobs by (namespace, queue, state), and the newest success of each
+    crontab task's runs (it may be newer than the CronJob's lastSuccessfulTime: a run that succeeded on a retry)."""
+    counts: Tally[tuple[str, str, str]] = Tally()
+    succeeded: dict[tuple[str, str], float] = {}
+    for (namespace, _), job in controller.cjobs.items():
+        status = job.get("status") or {}
+        state = status.get("state") or lifecycle.PENDING
+        counts[(namespace, labels.queue((job.get("spec") or {}).get("queue", DEFAULT_QUEUE)), state)] += 1
+        if state == lifecycle.FINISHED and job["metadata"].get("ownerReferences"):
+            cron = _owner(job["metadata"], "CommerceCronJob")
+            completed = _timestamp(status.get("completionTime")) if cron else None
+            if cron and completed is not None:
+                key = (namespace, cron)
+                succeeded[key] = max(succeeded.get(key, 0.0), completed)
+    return counts, succeeded
+
+
+def _jobs(counts: Tally[tuple[str, str, str]]) -> Metric:
+    family = GaugeMetricFamily("commerce_jobs_jobs", "CommerceJobs in the operator's cache, by state",
+                               labels=["namespace", "queue", "state"])  # fmt: skip
+    for key, count in sorted(counts.items()):
+        family.add_metric(list(key), count)
+    return family
+
+
+def _crons(crons: CronController, succeeded: dict[tuple[str, str], float], now: datetime) -> Iterator[Metric]:
+    families = {
+        "schedule": GaugeMetricFamily("commerce_jobs_cron_last_schedule_timestamp_seconds",
+                                      "When the crontab task's CronJob last started a run", labels=["namespace",
+                                      "name"]),
+        "success": GaugeMetricFamily("commerce_jobs_cron_last_success_timestamp_seconds",
+                                     "When a run of the crontab task last succeeded", labels=["namespace", "name"]),
+        "next": GaugeMetricFamily("commerce_jobs_cron_next_schedule_timestamp_seconds",
+                                  "When the crontab task runs next", labels=["namespace", "name"]),
+        "missed": GaugeMetricFamily("commerce_jobs_cron_missed_schedules",
+                                    "Scheduled times since the last success (or the creation), at most 100",
+                                    labels=["namespace", "name"]),
+        "ready": GaugeMetricFamily("commerce_jobs_cron_ready", "1 when the task's CronJob is in step (Ready=True)",
+                                   labels=["namespace", "name"]),
+        "suspended": GaugeMetricFamily("commerce_jobs_cron_suspended", "1 when the task is suspended",
+                                       labels=["namespace", "name"]),
+    }  # fmt: skip
+    for (namespace, name), task in sorted(crons.crons.items()):
+        spec, status = task.get("spec") or {}, task.get("status") or {}
+        ids = [namespace, name]
+        last_schedule = _timestamp(status.get("lastScheduleTime"))
+        if last_schedule is not None:
+            families["schedule"].add_metric(ids, last_schedule)
+        last_success = max(_timestamp(status.get("lastSuccessfulTime")) or 0.0, succeeded.get((namespace, name), 0))
+        if last_success:
+            families["success"].add_metric(ids, last_success)
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+        families["ready"].add_metric(ids, 1 if ready else 0)
+        families["suspended"].add_metric(ids, 1 if spec.get("suspend") else 0)
+        created = _timestamp(task["metadata"].get("creationTimestamp")) or now.timestamp()
+        since = datetime.fromtimestamp(max(last_success, created), UTC)
+        try:
+            upcoming = schedule.next_run(str(spec.get("schedule", "")), spec.get("timeZone"), now)
+            missed = schedule.missed_since(str(spec.get("schedule", "")), spec.get("timeZone"), since, now)
+        except schedule.ScheduleError:
+            continue  # refused by Kubernetes too: Ready=False says why
+        if upcoming is not None:
+            families["next"].add_metric(ids, upcoming.timestamp())
+        families["missed"].add_metric(ids, missed)
+    yield from families.values()
 
 
 def _watches(health: WatchHealth, now: float) -> Iterator[Metric]:

@@ -7,6 +7,9 @@ macros are expanded here, since cronsim knows none of them.
 
 from __future__ import annotations
 
+import bisect
+import functools
+import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -49,20 +52,28 @@ def fire_times(schedule: str, time_zone: str | None, after: datetime) -> Iterato
         yield when.astimezone(UTC)
 
 
+# Both are asked at every scrape for every task, and cron steps are not cheap (50 tasks: ~60 ms a scrape uncached):
+# the answers are kept, keyed by what they depend on. A schedule has minutes as its resolution, so the next run after
+# the current minute is the next run after now.
+@functools.lru_cache(maxsize=1024)
+def _next_after_minute(schedule: str, time_zone: str | None, minute: datetime) -> datetime | None:
+    return next(fire_times(schedule, time_zone, minute), None)
+
+
+@functools.lru_cache(maxsize=1024)
+def _fires_after(schedule: str, time_zone: str | None, since: datetime, cap: int) -> tuple[datetime, ...]:
+    return tuple(itertools.islice(fire_times(schedule, time_zone, since), cap))
+
+
 def next_run(schedule: str, time_zone: str | None, now: datetime) -> datetime | None:
     """The next time the task runs; None when the schedule cannot be evaluated."""
     try:
-        return next(fire_times(schedule, time_zone, now), None)
+        return _next_after_minute(schedule, time_zone, now.replace(second=0, microsecond=0))
     except ScheduleError:
         return None
 
 
 def missed_since(schedule: str, time_zone: str | None, since: datetime, now: datetime, cap: int = 100) -> int:
-    """How many scheduled times passed after ``since`` up to ``now`` (at most ``cap``: a minutely task that failed for
-    a week would otherwise cost 10,000 steps per scrape)."""
-    count = 0
-    for when in fire_times(schedule, time_zone, since):
-        if when > now or count >= cap:
-            break
-        count += 1
-    return count
+    """How many scheduled times passed after ``since`` up to ``now``, at most ``cap`` (a minutely task that failed for
+    a week would otherwise cost 10,000 steps)."""
+    return bisect.bisect_right(_fires_after(schedule, time_zone, since, cap), now)
