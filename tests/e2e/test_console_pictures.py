@@ -7,6 +7,7 @@ docs/console-crontab.png are copies of them).
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,9 +19,10 @@ from tests.conftest import Cluster
 from tests.e2e import test_console
 from tests.e2e.conftest import kubectl, kubectl_apply
 from tests.e2e.test_console import User, expect, shot, sign_in
+from tests.e2e.test_install import kinds, template
 from tests.kube import wait_for
 
-pytestmark = pytest.mark.usefixtures("simulated_cluster")
+simulated = pytest.mark.usefixtures("simulated_cluster")
 CRONS = "commercecronjobs"
 # The browser, its page and the console's address, as tests/e2e/test_console.py has them.
 browser, page, console = test_console.browser, test_console.page, test_console.console
@@ -79,6 +81,7 @@ def history(cluster: Cluster, cjobs: CommerceJobs, namespace: str) -> dict[str, 
     return {"custom": custom, "list_crons": list_crons}
 
 
+@simulated
 def test_history_and_crontab_pages_draw_the_runs_and_suspend_resume_a_task(
     page: Any, console: str, cluster: Cluster, namespace: str, history: dict[str, Any], batch: client.BatchV1Api
 ) -> None:
@@ -126,6 +129,7 @@ def test_history_and_crontab_pages_draw_the_runs_and_suspend_resume_a_task(
     assert violations == []
 
 
+@simulated
 def test_suspend_needs_the_right_to_patch_crontab_tasks_and_viewing_the_right_to_list_them(
     page: Any, console: str, cluster: Cluster, namespace: str, history: dict[str, Any]
 ) -> None:
@@ -154,3 +158,13 @@ def test_suspend_needs_the_right_to_patch_crontab_tasks_and_viewing_the_right_to
     page.goto(f"{console}/crontab")
     expect(page.locator("tr.cron")).to_have_count(0)
     expect(page.locator("p.refused")).to_contain_text("may not list CommerceCronJobs")
+
+
+def test_the_chart_lets_the_operator_patch_crontab_tasks_only_with_the_console(helm: Path) -> None:
+    def cron_verbs(*args: str) -> set[str]:
+        roles = kinds(template(helm, *args).stdout)["ClusterRole"]
+        (role,) = [r for r in roles if r["metadata"]["name"] == "shop-jobs-commerce-jobs"]
+        return {v for rule in role["rules"] if CRONS in rule["resources"] for v in rule["verbs"]}
+
+    assert cron_verbs() == {"list", "watch"}
+    assert cron_verbs("--set=console.enabled=true") == {"list", "watch", "patch"}
