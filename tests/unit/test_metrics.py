@@ -23,7 +23,8 @@ from commerce_jobs.config import OperatorConfig
 from commerce_jobs.controller import CommerceJobController
 from commerce_jobs.cron_controller import CronController
 from commerce_jobs.kubeapi import KubeApi
-from commerce_jobs.metrics import LabelVocabulary, Metrics, api_route, error_reason
+from commerce_jobs.metrics import Metrics
+from commerce_jobs.metrics_labels import LabelVocabulary, api_route, error_reason
 from commerce_jobs.metrics_server import MetricsServer, MetricsSettings
 from commerce_jobs.watchhealth import WatchHealth
 from commerce_jobs.workqueue import Requeue, WorkQueue, serve
