@@ -89,6 +89,7 @@ def test_history_and_crontab_pages_draw_the_runs_and_suspend_resume_a_task(
     page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
     editor = cron_user(cluster, namespace, "cron-editor", ["get", "list", "watch", "patch"])
     sign_in(page, console, editor)
+    page.set_viewport_size({"width": 1400, "height": 240})  # the screenshots (full page) as tall as their content
 
     page.click("nav.views >> text=History")
     expect(page.locator("svg.hourly")).to_be_visible()
