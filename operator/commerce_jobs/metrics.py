@@ -17,6 +17,7 @@ Label values stay bounded whatever users create (metrics_labels.py).
 
 from __future__ import annotations
 
+import logging
 import platform
 import time
 from collections.abc import Mapping
@@ -226,12 +227,18 @@ def _version(package: str) -> str:
 
 
 # -- the hooks: no-ops unless this replica's Metrics is attached ----------------------------------------------------
+# A metric must never stop a job: a hook that fails (an object the counting did not foresee) is logged, not raised
+# into the controller's step, which has already written its status.
 _active: Metrics | None = None
+log = logging.getLogger("commerce_jobs.metrics")
 
 
 def status_written(before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
     if _active is not None:
-        _active.status_written(before, after)
+        try:
+            _active.status_written(before, after)
+        except Exception:
+            log.exception("metrics: counting a status write failed")
 
 
 def retention_deleted(namespace: str, jobs: int) -> None:
@@ -242,4 +249,7 @@ def retention_deleted(namespace: str, jobs: int) -> None:
 def template_resolved(fields: Mapping[str, Any]) -> None:
     """The fields that a job took from its CommerceJobTemplate: their commands may be labels."""
     if _active is not None:
-        _active.labels.learn_tree(fields)
+        try:
+            _active.labels.learn_tree(fields)
+        except Exception:
+            log.exception("metrics: learning a template's commands failed")

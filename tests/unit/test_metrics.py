@@ -412,3 +412,10 @@ def test_metrics_settings_accept_a_port_or_host_and_port(listen: str) -> None:
 def test_metrics_settings_refuse_what_is_not_a_port(listen: str) -> None:
     with pytest.raises(ValueError, match="--metrics: expected HOST:PORT or PORT"):
         MetricsSettings.parse(listen)
+
+
+def test_a_hook_that_fails_never_fails_the_controllers_step(attached: Any, caplog: pytest.LogCaptureFixture) -> None:
+    broken = cjob("x", lifecycle.RUNNING)
+    broken["status"]["attempts"] = "not a number"  # nothing the schema lets through; a hook must survive it anyway
+    metrics.status_written(cjob("x", lifecycle.PENDING), broken)
+    assert "counting a status write failed" in caplog.text
