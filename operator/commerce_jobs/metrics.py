@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
+import weakref
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
@@ -114,7 +115,8 @@ class Metrics:
         self.controller, self.crons, self.watch_health = controller, crons, watch_health
         self.observe_queue(controller.queue, "commercejobs")
         self.observe_queue(crons.queue, "commercecronjobs")
-        self.instrument(controller.api.core.api_client)
+        for api_client in [controller.api.core.api_client, *_clients]:
+            self.instrument(api_client)
         self.leader.set(1)
         _active = self
 
@@ -230,7 +232,15 @@ def _version(package: str) -> str:
 # A metric must never stop a job: a hook that fails (an object the counting did not foresee) is logged, not raised
 # into the controller's step, which has already written its status.
 _active: Metrics | None = None
+_clients: weakref.WeakSet[Any] = weakref.WeakSet()  # the operator's other API clients (console, Lease)
 log = logging.getLogger("commerce_jobs.metrics")
+
+
+def track(api_client: Any) -> None:
+    """An API client of the operator whose requests count too, once metrics are attached (or at once if they are)."""
+    _clients.add(api_client)
+    if _active is not None:
+        _active.instrument(api_client)
 
 
 def status_written(before: Mapping[str, Any], after: Mapping[str, Any]) -> None:

@@ -19,6 +19,7 @@ import kopf
 from kubernetes import client, config
 
 import commerce_jobs.handlers  # noqa: F401  (registers the handlers)
+from commerce_jobs import metrics
 from commerce_jobs.config import ConfigError, OperatorConfig
 from commerce_jobs.controller import CommerceJobController
 from commerce_jobs.cron_controller import CronController
@@ -51,7 +52,9 @@ def api_client() -> client.ApiClient:
         config.load_kube_config()
     configuration = client.Configuration.get_default_copy()
     configuration.connection_pool_maxsize = WORKERS
-    return client.ApiClient(configuration)
+    api = client.ApiClient(configuration)
+    metrics.track(api)  # its requests count in commerce_jobs_api_requests_total (with --metrics, on the Lease holder)
+    return api
 
 
 class NoDiffBase(kopf.DiffBaseStorage):

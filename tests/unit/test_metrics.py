@@ -334,6 +334,29 @@ def test_the_kubernetes_client_is_counted_by_verb_resource_and_code() -> None:
     assert len(calls) == 3
 
 
+def test_the_operators_other_clients_count_once_attached(attached: Any) -> None:
+    """The console's and the Lease's clients are made apart from the controller's (runner.api_client tracks each)."""
+
+    class Response:
+        status = 200
+
+    class Rest:
+        def request(self, method: str, url: str, **_: Any) -> Any:
+            return Response()
+
+    m = attached[0]
+    before, after = type("Client", (), {"rest_client": Rest()})(), type("Client", (), {"rest_client": Rest()})()
+    metrics.track(before)  # made before the metrics were attached (a replica that waited for the Lease)
+    m.detach()
+    m.attach(*attached[1:])
+    metrics.track(after)  # made after (the console starts later)
+    before.rest_client.request("PUT", "https://k/apis/coordination.k8s.io/v1/namespaces/cj/leases/cj")
+    after.rest_client.request("POST", "https://k/apis/authorization.k8s.io/v1/subjectaccessreviews")
+    samples = scrape(m)["commerce_jobs_api_requests"]
+    assert value(samples, verb="update", resource="leases", code="200") == 1
+    assert value(samples, verb="create", resource="subjectaccessreviews", code="200") == 1
+
+
 def test_a_work_queue_reports_adds_waits_retries_and_reconcile_results() -> None:
     m = Metrics(CONFIG)
 
