@@ -8,9 +8,11 @@ Scraping the operator's pod on a real node is not covered here (the e2e operator
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -213,3 +215,52 @@ def test_the_metrics_endpoint_answers_in_the_text_format(operator: subprocess.Po
         text = response.read().decode()
     assert "# TYPE commerce_jobs_job_completions_total counter" in text
     assert "commerce_jobs_leader 1.0" in text
+
+
+def _metrics_text(port: int) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            return str(response.read().decode())
+    except OSError:
+        return None  # not listening yet
+
+
+def test_only_the_lease_holder_has_job_metrics_and_a_standby_says_leader_0(
+    operator: subprocess.Popen[bytes], cluster: Cluster, namespace: str, tmp_path: Any
+) -> None:
+    """Two replicas with --leader-election (the admin's credentials, a Lease of their own in the test's namespace)."""
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
+           "COMMERCE_JOBS_CONFIG": str(REPO / "test-artifacts" / "config.yaml")}  # fmt: skip
+    replicas: list[tuple[subprocess.Popen[bytes], int]] = []
+    try:
+        for index in range(2):
+            port = _free_port()
+            log = (tmp_path / f"replica-{index}.log").open("wb")
+            replicas.append((subprocess.Popen(
+                [sys.executable, "-m", "commerce_jobs", "run", "--leader-election", f"--lease-namespace={namespace}",
+                 "--lease-name=metrics-replicas", "-A", f"--metrics=127.0.0.1:{port}"],
+                stdout=log, stderr=subprocess.STDOUT, env=env,
+            ), port))  # fmt: skip
+            # The first takes the Lease before the second starts: then which one holds it is known.
+            wanted = "commerce_jobs_leader 1.0" if index == 0 else "commerce_jobs_leader 0.0"
+            deadline = time.monotonic() + 60
+            while wanted not in (_metrics_text(port) or ""):
+                assert replicas[-1][0].poll() is None, (tmp_path / f"replica-{index}.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, f"replica {index}: no {wanted!r} within 60s"
+                time.sleep(0.2)  # a process starting: nothing to watch but its port
+        holder, standby = (_metrics_text(port) or "" for _, port in replicas)
+        assert 'commerce_jobs_queue_limit{queue="serial"} 1.0' in holder  # read from its configuration and cache
+        assert 'commerce_jobs_workqueue_depth{name="commercejobs"}' in holder
+        assert "process_resident_memory_bytes" in standby
+        assert "commerce_jobs_build_info{" in standby
+        for name in ("commerce_jobs_queue_limit{", "commerce_jobs_queue_running{", "commerce_jobs_workqueue_depth{"):
+            assert name not in standby  # a standby has no cache
+    finally:
+        for process, _ in replicas:
+            process.terminate()
+        for process, _ in replicas:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
