@@ -20,7 +20,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from commerce_jobs import lifecycle, retention
+from commerce_jobs import lifecycle, metrics, retention
 from commerce_jobs.admission import Admission, order_of, queue_of, standing
 from commerce_jobs.cache import JobCache, Key, owner_name, rv, trim_commercejob
 from commerce_jobs.config import OperatorConfig
@@ -244,6 +244,7 @@ class CommerceJobController:
         if not deleted or cached is None or cached["metadata"].get("uid") != meta["uid"]:
             self._deleting.discard(meta["uid"])  # gone already: no DELETED event is to come for it
         if deleted:
+            metrics.retention_deleted(meta["namespace"], expired.tree_size)
             log.info(
                 "retention: deleted %s/%s (%d job(s) in its tree, expired %s)", meta["namespace"], meta["name"],
                 expired.tree_size, lifecycle.format_time(expired.expired_at),
@@ -323,6 +324,7 @@ class CommerceJobController:
                 self.queue.add_after(key, 10)
             return
         fields = lifecycle.template_fields(cjob, template)
+        metrics.template_resolved(fields)
         updated = await asyncio.to_thread(self.api.patch_spec, namespace, name, rv(cjob), fields)
         self._store_answer(key, cjob, updated)
         if key in self.cache.cjobs:
@@ -437,6 +439,7 @@ class CommerceJobController:
         updated = await asyncio.to_thread(self.api.patch_status, namespace, name, rv(cjob), status)
         # The patch's answer is newer than the cache: keep it, so the next decision starts from it.
         self._store_answer(key, cjob, updated)
+        metrics.status_written(cjob, updated)
         if status.get("state") in lifecycle.FINAL_STATES:
             self._notify_retention()
         if event:
