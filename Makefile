@@ -19,9 +19,10 @@ install: $(BIN)/.installed ## the virtualenv .venv with the project and its test
 system-deps: ## the Debian packages of the suite (as root; else prints the apt-get command)
 	bash operator/commerce_jobs/devcluster/system-deps.sh
 
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok and helm, built from Go modules at
-# pinned versions into ~/.cache/commerce-jobs (cold: ~20 min on 2 cores; warm: nothing to do).
-tools: install system-deps ## build (or reuse) the control plane's Go binaries
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok and helm; the real node's kubelet,
+# kube-proxy, containerd and pause image; built from Go modules at pinned versions into ~/.cache/commerce-jobs (cold:
+# ~30 min on 2 cores; warm: nothing to do). And the real node's images (warm: a hash of their inputs).
+tools: install system-deps ## build (or reuse) the control plane's Go binaries, the real node's and its images
 	$(BIN)/commerce-jobs dev-cluster build
 
 lint: install ## ruff check, ruff format --check, mypy --strict
@@ -35,11 +36,12 @@ unit: install ## the unit tests only (no cluster)
 test: tools lint ## lint, then the whole suite against real control planes
 	$(BIN)/pytest
 
-dev: tools ## the local control plane, the operator against it and the samples
-	$(BIN)/commerce-jobs dev
+# REAL_NODE=1: the jobs run in real containers on a real node (containerd, kubelet; needs root), from the demo shop.
+dev: tools ## the local control plane, the operator against it and the samples (REAL_NODE=1: a real node)
+	$(BIN)/commerce-jobs dev $(if $(REAL_NODE),--real-node)
 
-cluster-up: tools ## the local control plane only
-	$(BIN)/commerce-jobs dev-cluster up
+cluster-up: tools ## the local control plane only (REAL_NODE=1: with a real node)
+	$(BIN)/commerce-jobs dev-cluster up $(if $(REAL_NODE),--real-node)
 
 cluster-down: install ## stop the local control plane
 	$(BIN)/commerce-jobs dev-cluster down
