@@ -7,6 +7,7 @@ modules (whose session cluster then starts after it).
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -29,7 +30,7 @@ pytestmark = [pytest.mark.realnode, pytest.mark.timeout(1800)]
 # What a real node may leave machine-wide (besides processes and mounts, checked apart).
 LEFTOVER_PATHS = (
     "/var/lib/cni", "/var/log/containers", "/var/log/pods", "/run/containerd", "/var/lib/kubelet", "/run/netns",
-    "/opt/containerd", "/var/run/nri", "/etc/kubernetes",
+    "/opt/containerd", "/var/run/nri", "/etc/kubernetes", nodeconfig.SHIM_SOCKET_DIR,
 )  # fmt: skip
 
 
@@ -71,20 +72,22 @@ def wait_machine_free(timeout: float = NODE_WAIT) -> None:
     raise TimeoutError("another run's real node still holds the machine")
 
 
-def run_pause_pod(local: LocalCluster) -> client.V1Pod:
-    """A pod on the real node that runs the pause image and ends: a network namespace, cgroups and mounts made."""
+def run_pause_pod(local: LocalCluster, forever: bool = False) -> client.V1Pod:
+    """A pod on the real node that runs the pause image: a network namespace, cgroups, mounts and a shim made. It
+    ends at once, or (``forever``) runs on: returned when it ended, or runs."""
     core = client.CoreV1Api(config.new_client_from_config(config_file=str(local.kubeconfig)))
     name = f"pause-{uuid.uuid4().hex[:6]}"
     core.create_namespaced_pod("default", client.V1Pod(
         metadata=client.V1ObjectMeta(name=name),
         spec=client.V1PodSpec(
             node_selector={NODE_ROLE_LABEL: "real"}, restart_policy="Never",
-            containers=[client.V1Container(name="pause", image=local.toolchain.pause_ref, args=["-v"])],
+            containers=[client.V1Container(
+                name="pause", image=local.toolchain.pause_ref, args=[] if forever else ["-v"]
+            )],
         ),
     ))  # fmt: skip
-    return wait_for(
-        core.list_namespaced_pod, name, lambda p: p.status.phase in ("Succeeded", "Failed"), namespace="default"
-    )
+    phases = ("Running",) if forever else ("Succeeded", "Failed")
+    return wait_for(core.list_namespaced_pod, name, lambda p: p.status.phase in phases, namespace="default")
 
 
 def node_ready(local: LocalCluster) -> bool:
@@ -110,6 +113,7 @@ def test_up_down_up_leaves_the_machine_as_it_was_and_a_second_node_is_refused(tm
         up_when_free(first)
         print(f"\nreal-node cluster up in {time.monotonic() - started:.1f}s (images imported)")
         assert run_pause_pod(first).status.phase == "Succeeded"
+        run_pause_pod(first, forever=True)  # still running at `down`: killed, its shim too
         running = first.status()
         assert running["real_node"] is True
         assert {"containerd", "kubelet", "kube-proxy"} <= set(running["processes"])
@@ -120,6 +124,7 @@ def test_up_down_up_leaves_the_machine_as_it_was_and_a_second_node_is_refused(tm
         assert alive(running["processes"]) == []
         assert mounts_under(first.directory) == []
         assert machine_state() == before
+        assert NodeLock().holder() is None
 
         # The next `up` works on the same directory, as after a reboot.
         up_when_free(first)
@@ -128,12 +133,13 @@ def test_up_down_up_leaves_the_machine_as_it_was_and_a_second_node_is_refused(tm
         again = first.status()
 
         # A second real node on the machine is refused, naming the first, which goes on unharmed.
-        with pytest.raises(RealNodeBusy, match=str(first.directory)):
+        with pytest.raises(RealNodeBusy, match=re.escape(str(first.directory))):
             second.up(build=False)
         assert second.status()["processes"] == {}
         assert alive(again["processes"]) == list(again["processes"])
         assert node_ready(first)
         assert run_pause_pod(first).status.phase == "Succeeded"
+        run_pause_pod(first, forever=True)
 
         first.down()
         assert machine_state() == before

@@ -9,6 +9,7 @@
 # bin/ with a symlink per binary. A tool whose directory exists is not built again.
 #
 # Usage: build-tools.sh [kubernetes|etcd|kwok|helm|kubernetes-node|containerd|pause ...]   (default: all)
+#        build-tools.sh pause-key
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -225,6 +226,9 @@ build_helm() {
   finish_stage helm "$v" "$stage"
   log "helm $v: done"
 }
+
+# `build-tools.sh pause-key` prints the pause image's key (commerce_jobs.devcluster.toolchain computes the same).
+if [[ "${1:-}" == pause-key ]]; then pause_key; exit 0; fi
 
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(kubernetes etcd kwok helm kubernetes-node containerd pause)

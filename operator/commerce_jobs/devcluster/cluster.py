@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,7 +229,13 @@ class LocalCluster:
 
         # The record is saved after each start, so that `down` stops whatever did start even if a later step fails.
         self._save_state(state)
+        imports = ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-import")
         try:
+            imported: Future[None] | None = None
+            if node is not None:
+                # containerd needs no apiserver: the images go in while the control plane starts.
+                node.start_runtime(record)
+                imported = imports.submit(node.import_images, images)
             for name, argv in self._control_plane(state.ports):
                 record(spawn(name, argv, self.logs / f"{name}.log"))
                 if name == "kube-apiserver":
@@ -236,12 +243,16 @@ class LocalCluster:
                     self._wait_apiserver(state.processes[-1])
                     self._install_kwok_crds()
             self._register_node()
-            if node is not None and state.node_ports is not None:
+            if node is not None and imported is not None and state.node_ports is not None:
                 self._grant_kubelet_api()
-                node.start(self.server(state.ports), state.node_ports, record, images)
+                imported.result()
+                node.start_node(self.server(state.ports), state.node_ports, record)
         except BaseException:
+            imports.shutdown(wait=True, cancel_futures=True)
             self._stop(state)
             raise
+        finally:
+            imports.shutdown(wait=True)
 
     def down(self) -> None:
         state = self._load_state()
@@ -452,8 +463,13 @@ class LocalCluster:
             tmp.replace(path)
 
     def _install_kwok_crds(self) -> None:
-        self.kubectl("apply", "--server-side", f"--filename={self.toolchain.kwok_crds}")
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/logs.kwok.x-k8s.io")
+        for args in (
+            ("apply", "--server-side", f"--filename={self.toolchain.kwok_crds}"),
+            ("wait", "--for=condition=Established", "--timeout=60s", "crd/logs.kwok.x-k8s.io"),
+        ):
+            result = self.kubectl(*args, check=False, timeout=90)
+            if result.returncode != 0:
+                raise ClusterError(f"kubectl {args[0]} of kwok's CRDs failed: {result.stderr.strip()}")
 
     def _kwok_serving_cert(self) -> None:
         # kwok serves its node's kubelet API (pods/log) on 127.0.0.1 with this certificate, which the apiserver

@@ -50,6 +50,12 @@ IPTABLES_TABLES = ("filter", "nat", "mangle", "raw")
 # The kubelet's QoS cgroups under the root of each cgroup v1 hierarchy.
 KUBEPODS_CGROUP = "kubepods"
 UNIX_SOCKET_MAX = 107  # sun_path is 108 bytes with its NUL
+# The runc shims' sockets (64 hex characters each): short enough for any cluster directory, machine-wide but ours
+# (one real node per machine), so that `down` removes those of the shims it killed. containerd's default is
+# /run/containerd/s.
+SHIM_SOCKET_DIR = "/run/commerce-jobs/shims"
+# Where the CNI plugins cache their results (libcni's fixed default; containerd has no setting for it).
+CNI_RESULTS_DIR = "/var/lib/cni/results"
 
 
 @dataclass(frozen=True)
@@ -180,6 +186,7 @@ def containerd_config(paths: NodePaths, sandbox_image: str) -> str:
         ("plugins.'io.containerd.server.v1.metrics'", {"address": ""}),
         ("plugins.'io.containerd.internal.v1.opt'", {"path": str(paths.root / "containerd" / "opt")}),
         ("plugins.'io.containerd.nri.v1.nri'", {"disable": True}),
+        ("plugins.'io.containerd.shim.v1.manager'", {"socket_dir": SHIM_SOCKET_DIR}),
         (
             "plugins.'io.containerd.grpc.v1.cri'",
             {
@@ -392,6 +399,18 @@ def mounts_under(mountinfo: str, root: Path) -> list[str]:
         if point == prefix or point.startswith(prefix + "/"):
             found.append((point.count("/"), index, point))
     return [point for _, _, point in sorted(found, reverse=True)]
+
+
+def cni_results_of(names: list[str], sandbox_ids: set[str]) -> list[str]:
+    """The files of CNI's result cache that our pods' sandboxes left (named <network>-<sandbox id>-<interface>,
+    for our network and containerd's own loopback one)."""
+    found = []
+    for name in names:
+        for network in (CNI_NETWORK, "cni-loopback"):
+            rest = name.removeprefix(f"{network}-")
+            if rest != name and rest.rpartition("-")[0] in sandbox_ids:
+                found.append(name)
+    return found
 
 
 def shim_belongs_to(cmdline: list[str], socket: Path) -> bool:

@@ -123,7 +123,9 @@ class Pki:
         if cert.exists() and ext.exists() and ext.read_text() == wanted:
             return cert, key
         if not key.exists():
-            _openssl("genrsa", "-out", key, "2048")
+            # ECDSA P-256: as strong as RSA 3072, and made in milliseconds where an RSA key takes a second on a busy
+            # machine (a cluster with a real node has six of them).
+            _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", key)
         ext.write_text(wanted)
         csr = self.directory / f"{name}.csr"
         _openssl("req", "-new", "-key", key, "-out", csr, "-subj", subject)

@@ -1,8 +1,9 @@
 """The dev cluster's real node: containerd, a kubelet and kube-proxy on this machine, beside kwok's simulated node.
 
-`LocalCluster(real_node=True)` drives it in three steps: ``prepare`` before the control plane starts (the machine-wide
-lock, what a crashed node left behind, the node's address), ``start`` once the apiserver serves (containerd, the
-images, the kubelet, kube-proxy), and ``stop`` (every process by pid, then the machine as it was). The configuration
+`LocalCluster(real_node=True)` drives it: ``prepare`` before the control plane starts (the machine-wide lock, what a
+crashed node left behind, the node's address), ``start_runtime`` (containerd) and ``import_images`` while the control
+plane starts, ``start_node`` once the apiserver serves (the kubelet, kube-proxy), and ``stop`` (every process by
+pid, then the machine as it was). The configuration
 comes from the pure builders of ``commerce_jobs.devcluster.nodeconfig``.
 
 Only one real node can run on a machine: its iptables chains, kernel settings, `kubepods` cgroups and link names are
@@ -147,6 +148,7 @@ class NodeLock:
 class RealNode:
     cluster: LocalCluster
     lock: NodeLock = field(default_factory=NodeLock)
+    _started: list[ProcessRecord] = field(default_factory=list, init=False, repr=False)
 
     @property
     def paths(self) -> NodePaths:
@@ -183,46 +185,51 @@ class RealNode:
             raise
 
     # -- once the apiserver serves ---------------------------------------------------------------------------------
-    def start(
-        self,
-        server: str,
-        ports: NodePorts,
-        record: Callable[[ProcessRecord], None],
-        images: Sequence[tuple[str, Path]] = (),
-    ) -> None:
-        """Starts containerd, imports the pause image and ``images`` (ref, OCI archive), then starts the kubelet and
-        waits for the node to be Ready, then kube-proxy and waits until it has written the Services' rules.
+    def start_runtime(self, record: Callable[[ProcessRecord], None]) -> None:
+        """Starts containerd (it needs no apiserver: the images can be imported while the control plane starts).
         ``record`` saves each process in the cluster's state as soon as it runs."""
         tc, paths = self.cluster.toolchain, self.paths
-        self._write_configs(server, ports)
-        started: list[ProcessRecord] = []
-
-        def run(name: str, argv: list[str], env: dict[str, str] | None = None) -> ProcessRecord:
-            process = spawn(name, argv, self.cluster.logs / f"{name}.log", env=env)
-            record(process)
-            started.append(process)
-            self.lock.hold(self.cluster.directory, [ProcessRecord.current("dev-cluster up"), *started])
-            return process
-
+        for directory in (paths.cni_conf_dir, paths.cni_ipam_dir, paths.socket_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        paths.containerd_config.write_text(nodeconfig.containerd_config(paths, tc.pause_ref))
+        (paths.cni_conf_dir / f"10-{CNI_NETWORK}.conflist").write_text(json.dumps(nodeconfig.cni_conflist(paths)))
         # containerd finds its shim on PATH.
         env = {**os.environ, "PATH": f"{tc.path('containerd').parent}:{os.environ.get('PATH', '/usr/sbin:/usr/bin')}"}
-        containerd = run("containerd", nodeconfig.containerd_argv(tc.path("containerd"), paths), env)
+        containerd = self._run("containerd", nodeconfig.containerd_argv(tc.path("containerd"), paths), record, env)
         self._wait(containerd, "containerd", self._containerd_serves)
+
+    def import_images(self, images: Sequence[tuple[str, Path]]) -> None:
+        """The pause image, then ``images`` (ref, OCI archive), into the running containerd."""
+        tc = self.cluster.toolchain
         self.import_image(tc.pause_archive, tc.pause_ref)
         for ref, archive in images:
             self.import_image(archive, ref)
-        kubelet = run("kubelet", nodeconfig.kubelet_argv(tc.path("kubelet"), paths))
-        self._wait(kubelet, "the kubelet's node to be Ready", self._node_ready)
-        proxy = run("kube-proxy", nodeconfig.kube_proxy_argv(tc.path("kube-proxy"), paths))
-        self._wait(proxy, "kube-proxy's first sync", lambda: _healthz_ok(ports.proxy_healthz))
-        self.lock.hold(self.cluster.directory, started)
 
-    def _write_configs(self, server: str, ports: NodePorts) -> None:
+    def start_node(self, server: str, ports: NodePorts, record: Callable[[ProcessRecord], None]) -> None:
+        """Once the apiserver serves and the images are in: starts the kubelet and waits for the node to be Ready,
+        then kube-proxy and waits until it has written the Services' rules."""
+        tc, paths = self.cluster.toolchain, self.paths
+        self._write_node_configs(server, ports)
+        kubelet = self._run("kubelet", nodeconfig.kubelet_argv(tc.path("kubelet"), paths), record)
+        self._wait(kubelet, "the kubelet's node to be Ready", self._node_ready)
+        proxy = self._run("kube-proxy", nodeconfig.kube_proxy_argv(tc.path("kube-proxy"), paths), record)
+        self._wait(proxy, "kube-proxy's first sync", lambda: _healthz_ok(ports.proxy_healthz))
+        self.lock.hold(self.cluster.directory, self._started)
+
+    def _run(
+        self, name: str, argv: list[str], record: Callable[[ProcessRecord], None], env: dict[str, str] | None = None
+    ) -> ProcessRecord:
+        process = spawn(name, argv, self.cluster.logs / f"{name}.log", env=env)
+        record(process)
+        self._started.append(process)
+        # While `up` runs, it holds the lock too: a node process that dies early must not free the machine.
+        self.lock.hold(self.cluster.directory, [ProcessRecord.current("dev-cluster up"), *self._started])
+        return process
+
+    def _write_node_configs(self, server: str, ports: NodePorts) -> None:
         paths, pki = self.paths, self.cluster.pki
-        for directory in (paths.cni_conf_dir, paths.cni_ipam_dir, paths.kubelet_root, paths.pod_logs, paths.socket_dir):
+        for directory in (paths.kubelet_root, paths.pod_logs):
             directory.mkdir(parents=True, exist_ok=True)
-        paths.containerd_config.write_text(nodeconfig.containerd_config(paths, self.cluster.toolchain.pause_ref))
-        (paths.cni_conf_dir / f"10-{CNI_NETWORK}.conflist").write_text(json.dumps(nodeconfig.cni_conflist(paths)))
         node_cert, node_key = pki.issue(
             "kubelet-client", f"/O=system:nodes/CN=system:node:{REAL_NODE_NAME}", "clientAuth"
         )
@@ -458,6 +465,7 @@ def clean_node_directory(paths: NodePaths) -> None:
     start imports its images again), the pods' addresses and logs, and the kernel settings it changed."""
     if not paths.root.exists():
         return
+    sandboxes = _sandbox_ids(paths)
     unmount_under(paths.root)
     for directory in (
         paths.containerd_root.parent, paths.socket_dir, paths.kubelet_root, paths.pod_logs, paths.cni_ipam_dir,
@@ -465,6 +473,21 @@ def clean_node_directory(paths: NodePaths) -> None:
         shutil.rmtree(directory, ignore_errors=True)
     restore_sysctls(paths.saved_sysctls)
     _remove_container_log_links(paths.pod_logs)
+    results = Path(nodeconfig.CNI_RESULTS_DIR)
+    if results.is_dir():
+        for name in nodeconfig.cni_results_of([p.name for p in results.iterdir()], sandboxes):
+            (results / name).unlink(missing_ok=True)
+
+
+def _sandbox_ids(paths: NodePaths) -> set[str]:
+    """The ids of every pod sandbox that containerd's CRI knows in this node's directory (kept in both its root and
+    its state directory)."""
+    ids: set[str] = set()
+    for base in (paths.containerd_root, paths.containerd_state):
+        sandboxes = base / "io.containerd.grpc.v1.cri" / "sandboxes"
+        if sandboxes.is_dir():
+            ids.update(p.name for p in sandboxes.iterdir())
+    return ids
 
 
 def _remove_container_log_links(pod_logs: Path) -> None:
@@ -482,7 +505,7 @@ def _remove_container_log_links(pod_logs: Path) -> None:
 
 def clean_machine() -> None:
     """The machine-wide state of a real node (there is at most one, under the lock): the two bridges, the kubepods
-    cgroups, the KUBE-*/CNI-* iptables chains, CNI's result cache, containerd's shim socket directory."""
+    cgroups, the KUBE-*/CNI-* iptables chains, the kubelet's device-plugin socket, the shims' socket directory."""
     for link in (CNI_BRIDGE, NODE_LINK):
         if _link_exists(link):
             _ip("link", "delete", link, check=False)
@@ -505,17 +528,13 @@ def clean_machine() -> None:
     for directory in (device_plugins, device_plugins.parent):
         with suppress(OSError):
             directory.rmdir()
-    results = Path("/var/lib/cni/results")
-    if results.is_dir():
-        for cached in results.glob(f"{CNI_NETWORK}-*"):
-            cached.unlink(missing_ok=True)
-    for directory in (
-        results,
-        results.parent,
-        Path("/run/containerd/runc/k8s.io"),
-        Path("/run/containerd/runc"),
-        Path("/run/containerd/s"),
-        Path("/run/containerd"),
-    ):
+    # The sockets of shims that were killed (a shim removes its own when it ends normally).
+    shims = Path(nodeconfig.SHIM_SOCKET_DIR)
+    if shims.is_dir():
+        for socket in shims.iterdir():
+            socket.unlink(missing_ok=True)
+        shims.rmdir()
+    results = Path(nodeconfig.CNI_RESULTS_DIR)
+    for directory in (results, results.parent):
         with suppress(OSError):
             directory.rmdir()  # only when empty: nothing else of the machine's is touched
