@@ -6,6 +6,9 @@ release: `helm install --wait --rollback-on-failure`, `helm test`, a killed oper
 user id that exists nowhere) while 50 jobs run, `helm rollback` to revision 1 while 50 more run, `helm uninstall`.
 Apart: the same install of an operator that cannot start fails, with its last words where the user looks.
 
+The module's name sorts after test_realnode_cluster_lifecycle.py, which needs the machine's real node to itself
+before the session's real-node cluster starts (it would otherwise wait for this session's node until it gives up).
+
 The session's real-node cluster has the CRDs from the tier's own release (tests.e2e.realnode.real_chart): these
 releases are second releases, installed with --skip-crds as the README says.
 """
