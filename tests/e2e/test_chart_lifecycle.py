@@ -229,6 +229,12 @@ def test_the_network_policy_is_valid_and_reads_the_api_servers_addresses(cluster
     assert policy["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "commerce-jobs",
                                                             "app.kubernetes.io/instance": "np"}  # fmt: skip
     assert [rule["ports"] for rule in policy["spec"]["ingress"]] == [
+        [{"port": "health", "protocol": "TCP"}],
+        [{"port": "console", "protocol": "TCP"}, {"port": "metrics", "protocol": "TCP"}],
+    ]  # fmt: skip
+    without_metrics = helm(cluster, *base, "--set=networkPolicy.apiServer.cidrs={10.0.0.1/32}",
+                           "--set=metrics.enabled=false").stdout  # fmt: skip
+    assert [r["ports"] for r in next(yaml.safe_load_all(without_metrics))["spec"]["ingress"]] == [
         [{"port": "health", "protocol": "TCP"}], [{"port": "console", "protocol": "TCP"}]
     ]  # fmt: skip
     (egress,) = policy["spec"]["egress"]  # no DNS unless asked
