@@ -12,6 +12,8 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,9 @@ from kubernetes import client, config
 
 from commerce_jobs.devcluster import nodeconfig
 from commerce_jobs.devcluster.cluster import LocalCluster
-from commerce_jobs.devcluster.nodeconfig import NODE_ROLE_LABEL, REAL_NODE_NAME
-from commerce_jobs.devcluster.realnode import IPTABLES, NodeLock, RealNodeBusy
+from commerce_jobs.devcluster.nodeconfig import NODE_ROLE_LABEL, REAL_NODE_NAME, NodePaths
+from commerce_jobs.devcluster.processes import ProcessRecord
+from commerce_jobs.devcluster.realnode import IPTABLES, NodeLock, RealNodeBusy, clean_machine, clean_node_directory
 from tests.e2e.realnode import NODE_WAIT, up_when_free
 from tests.kube import wait_for
 
@@ -61,15 +64,27 @@ def mounts_under(directory: Path) -> list[str]:
     return nodeconfig.mounts_under(Path("/proc/self/mountinfo").read_text(), directory)
 
 
-def wait_machine_free(timeout: float = NODE_WAIT) -> None:
-    """Until no other run's real node holds the machine (its traces would be in the snapshot)."""
+@contextmanager
+def machine_to_ourselves(observer: Path, timeout: float = NODE_WAIT) -> Iterator[None]:
+    """Holds the machine's real-node lock while the machine is inspected (starting no node), so that no other run's
+    node comes or goes meanwhile; waits while one runs. What a crashed run left is cleaned first, as `up` would."""
+    lock = NodeLock()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        holder = NodeLock().holder()
-        if holder is None or not any(p.alive() for p in holder["processes"]):
-            return
-        time.sleep(5)  # another run's node: nothing to watch
-    raise TimeoutError("another run's real node still holds the machine")
+    while True:
+        try:
+            stale = lock.acquire(observer, ProcessRecord.current("realnode lifecycle test"))
+            break
+        except RealNodeBusy:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(5)  # another run's node: nothing to watch
+    try:
+        if stale is not None:
+            clean_node_directory(NodePaths(stale))
+            clean_machine()
+        yield
+    finally:
+        lock.release(observer)
 
 
 def run_pause_pod(local: LocalCluster, forever: bool = False) -> client.V1Pod:
@@ -104,8 +119,9 @@ def alive(processes: dict[str, Any]) -> list[str]:
 
 
 def test_up_down_up_leaves_the_machine_as_it_was_and_a_second_node_is_refused(tmp_path: Path) -> None:
-    wait_machine_free()
-    before = machine_state()
+    observer = tmp_path / "observer"
+    with machine_to_ourselves(observer):
+        before = machine_state()
     first = LocalCluster(tmp_path / "first", real_node=True)
     second = LocalCluster(tmp_path / "second", real_node=True)
     try:
@@ -123,8 +139,10 @@ def test_up_down_up_leaves_the_machine_as_it_was_and_a_second_node_is_refused(tm
         print(f"down in {time.monotonic() - started:.1f}s")
         assert alive(running["processes"]) == []
         assert mounts_under(first.directory) == []
-        assert machine_state() == before
-        assert NodeLock().holder() is None
+        holder = NodeLock().holder()
+        assert holder is None or holder["directory"] != str(first.directory)  # released
+        with machine_to_ourselves(observer):
+            assert machine_state() == before
 
         # The next `up` works on the same directory, as after a reboot.
         up_when_free(first)
@@ -142,7 +160,8 @@ def test_up_down_up_leaves_the_machine_as_it_was_and_a_second_node_is_refused(tm
         run_pause_pod(first, forever=True)
 
         first.down()
-        assert machine_state() == before
+        with machine_to_ourselves(observer):
+            assert machine_state() == before
     finally:
         second.down()
         first.down()

@@ -101,3 +101,25 @@ def test_the_pause_images_key_is_the_one_that_build_tools_computes() -> None:
     """build-tools.sh names the pause image's directory and tag by its source's content; Python finds it so."""
     shell = subprocess.run(["bash", str(BUILD_SCRIPT), "pause-key"], capture_output=True, text=True, check=True)
     assert pause_key() == shell.stdout.strip()
+
+
+def test_a_node_that_goes_keeps_the_machine_until_it_is_clean(tmp_path: Path) -> None:
+    """`down` holds the lock from the first process it stops to the end of the clean-up: a waiting run cannot take
+    the machine over (and clean it, or start its node) in between."""
+    lock = NodeLock(tmp_path / "real-node.json")
+    lock.acquire(Path("/c/first"), ME)
+    lock.hold(Path("/c/first"), [GONE])  # the node's processes are stopped
+
+    assert lock.take_for_teardown(Path("/c/first"), ME) is True
+    with pytest.raises(RealNodeBusy):
+        lock.acquire(Path("/c/second"), ME)
+    lock.release(Path("/c/first"))
+    assert lock.acquire(Path("/c/second"), ME) is None
+
+
+def test_a_teardown_leaves_another_clusters_running_node_alone(tmp_path: Path) -> None:
+    lock = NodeLock(tmp_path / "real-node.json")
+    lock.acquire(Path("/c/running"), ME)
+
+    assert lock.take_for_teardown(Path("/c/crashed"), ME) is False
+    assert lock.holder() == {"directory": "/c/running", "processes": [ME]}

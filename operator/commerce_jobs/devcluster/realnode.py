@@ -129,6 +129,18 @@ class NodeLock:
         with self._guard():
             self._write(directory, processes)
 
+    def take_for_teardown(self, directory: Path, holder: ProcessRecord) -> bool:
+        """Makes ``holder`` (the command that stops ``directory``'s node) hold the lock until ``release``, so that a
+        waiting run cannot take the machine over while the node goes. False when another directory's node runs:
+        then the machine is that node's, and nothing machine-wide may be touched."""
+        with self._guard():
+            current = self.holder()
+            other = current is not None and Path(current["directory"]) != directory
+            if other and current is not None and any(p.alive() for p in current["processes"]):
+                return False
+            self._write(directory, [holder])
+            return True
+
     def release(self, directory: Path) -> None:
         with self._guard():
             current = self.holder()
@@ -300,12 +312,15 @@ class RealNode:
         self.clean()
 
     def stop_processes(self, processes: list[ProcessRecord]) -> None:
-        """Stops kube-proxy and the kubelet (by pid), kills the pods' processes, stops containerd and its shims."""
+        """Stops kube-proxy and the kubelet (by pid), kills the pods' processes, stops containerd and its shims.
+        The lock stays held by this command until ``clean`` is done."""
+        machine_is_ours = self.lock.take_for_teardown(self.cluster.directory, ProcessRecord.current("dev-cluster down"))
         by_name = {p.name: p for p in processes}
         for name in ("kube-proxy", "kubelet"):
             if name in by_name:
                 by_name[name].stop()
-        kill_pod_processes()
+        if machine_is_ours:  # else the kubepods cgroups hold another node's pods
+            kill_pod_processes()
         if "containerd" in by_name:
             by_name["containerd"].stop()
         kill_shims(self.cluster.toolchain.path("containerd-shim-runc-v2"), self.socket)
