@@ -37,3 +37,18 @@ def test_depending_jobs_nest_exactly_to_the_documented_depth() -> None:
     # The level below the last is declared only to be refused with a message (see the e2e test of kubectl apply).
     (rule,) = level["x-kubernetes-validations"]
     assert rule["rule"] == "!has(self.dependingJobs)"
+
+
+def test_depends_on_is_a_commercejob_field_only_with_its_column_in_wide() -> None:
+    """Templates and CommerceCronJobs are unchanged: a dependency names a job that exists, which they cannot."""
+    job = crd.commercejob_crd()["spec"]["versions"][0]
+    schema = job["schema"]["openAPIV3Schema"]
+    depends_on = schema["properties"]["spec"]["properties"]["dependsOn"]
+    assert (depends_on["maxItems"], depends_on["x-kubernetes-list-type"]) == (crd.MAX_DEPENDS_ON, "set")
+    assert {"dependencies", "waitingOn"} <= set(schema["properties"]["status"]["properties"])
+    assert [r["message"] for r in schema["x-kubernetes-validations"]] == ["a job cannot depend on itself"]
+    column = next(c for c in job["additionalPrinterColumns"] if c["name"] == "Waiting On")
+    assert (column["jsonPath"], column["priority"]) == (".status.waitingOn", 1)
+    for builder in (crd.commercejobtemplate_crd, crd.commercecronjob_crd):
+        spec = builder()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        assert "dependsOn" not in spec["properties"]
