@@ -9,6 +9,7 @@ Each size runs, in one fresh cluster:
   operator    N CommerceJobs with one dependent each (2N commands), created at once, until all are Finished
   steady      CommerceJobs at a steady rate: latency from creation to the Job, and from a Job's completion to its
               dependent
+  blocked     JMS #142: 100 to 10,000 jobs blocked on dependencies, and a stream of startable ones (bench/blocked.py)
 and reads the operator's API requests from the apiserver's audit log and its peak RSS from /proc. Every time is
 reported with its baseline from the same run (a ratio), since the machine is shared and absolute times drift.
 Results go to bench/results/<time>.json, and a table to stdout.
@@ -27,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import blocked
 from bench.harness import BenchCluster, percentile
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -114,7 +116,7 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 def table(results: dict[str, Any]) -> str:
     lines = ["size | native s | operator s | median ratio | writes/job | RSS MiB | create->Job p50/p99 ms"]
-    for r in results["sizes"]:
+    for r in results.get("sizes", []):
         lat = r["creation_to_job_ms"]
         native, operator = "/".join(map(str, r["native_seconds"])), "/".join(map(str, r["operator_seconds"]))
         lines.append(
@@ -151,7 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         help="the Job controller's client rate; Kubernetes' default (20) makes it, not the operator, the bottleneck",
     )  # fmt: skip
     parser.add_argument("--short", action="store_true", help="size 20, 10/s for 5 s: a smoke run")
+    parser.add_argument("--blocked", default="100,2000,10000", help="jobs blocked on dependencies (bench/blocked.py)")
+    parser.add_argument("--only-blocked", action="store_true", help="run the blocked phase only")
     args = parser.parse_args(argv)
+    blocked_sizes = [100, 1000] if args.short else [int(s) for s in args.blocked.split(",")]
     sizes = [20] if args.short else [int(s) for s in args.sizes.split(",")]
     present = [200] if args.short else [int(s) for s in args.present.split(",")]
     rate, seconds = (10.0, 5.0) if args.short else (args.rate, args.seconds)
@@ -165,14 +170,18 @@ def main(argv: list[str] | None = None) -> int:
             "machine": {"cpus": _cpus(), "python": platform.python_version(), "node": platform.node()},
             "commit": _commit(),
             "controller_manager_qps": args.controller_manager_qps,
-            "sizes": [run_size(bench, n, 1 if args.short else args.rounds) for n in sizes],
         }
-        results["steady"] = run_steady(bench, rate, seconds)
-        results["present"] = [run_present(bench, n) for n in present]
+        if not args.only_blocked:
+            results["sizes"] = [run_size(bench, n, 1 if args.short else args.rounds) for n in sizes]
+            results["steady"] = run_steady(bench, rate, seconds)
+            results["present"] = [run_present(bench, n) for n in present]
+        stream = (5.0, 10.0) if args.short else (10.0, 30.0)
+        results["blocked"] = [blocked.run_blocked(bench, n, *stream) for n in blocked_sizes]
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{started.strftime('%Y%m%dT%H%M%SZ')}{'-short' if args.short else ''}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
+    print(blocked.table(results["blocked"]))
     print(f"results: {out}")
     return 0
 
