@@ -75,10 +75,12 @@ class Verdict:
     recheck_at: datetime | None = None  # a missing dependency fails the job at this time
 
     def status_fields(self) -> dict[str, Any]:
-        """The status fields that show the dependencies (a merge patch: None removes waitingOn)."""
+        """The status fields that show the dependencies (a merge patch: None removes waitingOn, which only a job that
+        waits has)."""
+        waiting_on = ", ".join(self.waiting_on) if self.outcome == WAIT else ""
         return {
             "dependencies": [{"name": name, "state": state} for name, state in self.entries],
-            "waitingOn": ", ".join(self.waiting_on) or None,
+            "waitingOn": waiting_on or None,
         }
 
 

@@ -98,6 +98,7 @@ def test_a_dependency_that_ends_otherwise_than_finished_cancels_the_job_naming_i
     assert verdict.reason == DEPENDENCY_FAILED == "DependencyFailed"
     assert verdict.message == f"dependency import ended {final} (SomeReason)"
     assert ("import", final) in verdict.entries
+    assert verdict.status_fields()["waitingOn"] is None  # a final job waits for nothing: no WAITING ON
 
 
 def test_a_canceled_dependency_cancels_down_the_graph_naming_the_direct_one() -> None:
