@@ -61,6 +61,12 @@ def waits(cjob: Mapping[str, Any]) -> bool:
     return int(status.get("attempts") or 0) == 0
 
 
+def blocked(cjob: Mapping[str, Any], lookup: Callable[[str], Mapping[str, Any] | None]) -> bool:
+    """Whether a job has a dependency that is not Finished (or does not exist): then it does not compete for its
+    queue. ``lookup`` finds a cached CommerceJob of the job's namespace by name."""
+    return any((dep := lookup(name)) is None or state_of(dep) != FINISHED for name in depends_on(cjob))
+
+
 # -- the decision ---------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Verdict:
@@ -201,6 +207,14 @@ class DependencyIndex:
         """The job left the cache (it was deleted)."""
         self._unlink(key, self.dependencies.pop(key, ()))
         self.cycles.pop(key, None)
+
+    def sizes(self) -> dict[str, int]:
+        """Entries held, for a test or a gauge: every one belongs to a cached job."""
+        return {
+            "dependencies jobs": len(self.dependencies),
+            "dependencies names waited for": len(self.waiters),
+            "dependencies cycles": len(self.cycles),
+        }
 
     def names(self, key: Key) -> tuple[str, ...]:
         return self.dependencies.get(key, ())

@@ -152,6 +152,14 @@ def test_a_grace_in_seconds_reads_as_seconds() -> None:
     assert late.message.endswith("45s after its creation")
 
 
+def test_a_job_is_blocked_until_every_dependency_exists_and_finished() -> None:
+    cache = {"a": finished("a"), "b": running("b")}
+    assert dependencies.blocked(job("d", "a", "b"), cache.get)
+    assert dependencies.blocked(job("d", "a", "missing"), cache.get)
+    assert not dependencies.blocked(job("d", "a"), cache.get)
+    assert not dependencies.blocked(job("free"), cache.get)
+
+
 def test_waits_is_true_only_for_jobs_that_never_started_and_are_not_final() -> None:
     assert waits(job("new"))
     assert waits(job("queued", state="Pending", reason="Queued"))
@@ -201,6 +209,7 @@ def test_discard_leaves_nothing_behind() -> None:
     for key in list(cache):
         index.discard(key)
     assert (index.dependencies, index.waiters, index.cycles) == ({}, {}, {})
+    assert set(index.sizes().values()) == {0}
 
 
 def test_putting_the_same_job_again_changes_nothing_and_checks_nothing() -> None:
