@@ -48,6 +48,12 @@ class CommerceJobs:
         )
         return result
 
+    def delete(self, name: str) -> None:
+        """Deletes a CommerceJob as kubectl does: its Jobs, pods and dependents go after it (garbage collector)."""
+        self.custom.delete_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name, body={"propagationPolicy": "Background"}
+        )
+
     def list(self, **kwargs: Any) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = self.custom.list_namespaced_custom_object(
             GROUP, VERSION, self.namespace, PLURAL, **kwargs

@@ -11,11 +11,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from commerce_jobs.devcluster.cluster import ClusterError, LocalCluster
+from commerce_jobs.devcluster.images import ImageBuildError
+from commerce_jobs.devcluster.realnode import RealNodeError
 from commerce_jobs.devcluster.toolchain import Toolchain, ToolchainError
+
+DEV_CONFIG = "manifests/dev/operator-config.yaml"
+DEV_SAMPLES = ["crds", "manifests/samples"]
+# With the real node: the demo shop's image and commands, on the real node.
+DEV_CONFIG_REAL_NODE = "manifests/dev/real-node/operator-config.yaml"
+DEV_SAMPLES_REAL_NODE = ["crds", "manifests/dev/real-node/samples"]
 
 
 def _cluster(args: argparse.Namespace) -> LocalCluster:
-    return LocalCluster(Path(args.directory) if args.directory else None)
+    return LocalCluster(Path(args.directory) if args.directory else None, real_node=getattr(args, "real_node", False))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -24,6 +32,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.config:
         os.environ[CONFIG_ENV] = args.config
+    if args.liveness:
+        from commerce_jobs.probes import parse_endpoint
+
+        try:
+            parse_endpoint(args.liveness)
+        except ValueError as e:
+            print(f"commerce-jobs run: --liveness: {e}", file=sys.stderr)
+            return 2
     console = None
     if args.console:
         from commerce_jobs.console.app import ConsoleSettings
@@ -64,13 +80,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_dev_cluster(args: argparse.Namespace) -> int:
+    if args.action == "images":
+        from commerce_jobs.devcluster import images
+
+        return images.main(["--no-build"] if args.no_build else [])
     cluster = _cluster(args)
     if args.action == "build":
-        Toolchain.default().ensure(build=True)
+        # Everything that the tiers of `make test` need: the control plane's tools, the real node's, its images.
+        from commerce_jobs.devcluster import images
+
+        Toolchain.default().build()
+        images.ensure_images(build=True)
         return 0
     if args.action == "up":
         cluster.up(build=not args.no_build)
-        print(f"control plane ready; export KUBECONFIG={cluster.kubeconfig}")
+        node = " with the real node" if cluster.real_node else ""
+        print(f"control plane ready{node}; export KUBECONFIG={cluster.kubeconfig}")
         return 0
     if args.action == "down":
         cluster.down()
@@ -89,7 +114,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
     """Brings up (or reuses) the local cluster, applies the CRDs and samples, and runs the operator against it."""
     cluster = _cluster(args)
     cluster.up(build=True)
-    for path in (Path(p) for p in args.apply):
+    manifests = args.apply or (DEV_SAMPLES_REAL_NODE if args.real_node else DEV_SAMPLES)
+    config = args.config or (DEV_CONFIG_REAL_NODE if args.real_node else DEV_CONFIG)
+    for path in (Path(p) for p in manifests):
         if _has_manifests(path):
             print(f"applying {path}")
             result = cluster.kubectl("apply", "--server-side", f"--filename={path}", check=False)
@@ -98,7 +125,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
                 sys.stderr.write(result.stderr)
                 return result.returncode
     print(f"export KUBECONFIG={cluster.kubeconfig}   # then: kubectl get commercejobs")
-    argv = [sys.executable, "-m", "commerce_jobs", "run", "--standalone", "--all-namespaces", f"--config={args.config}"]
+    argv = [sys.executable, "-m", "commerce_jobs", "run", "--standalone", "--all-namespaces", f"--config={config}"]
     return subprocess.call(argv, env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)})
 
 
@@ -211,7 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     scope = run.add_mutually_exclusive_group()
     scope.add_argument("-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable)")
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)")
-    run.add_argument("--liveness", default=None, help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument(
+        "--liveness", default=None, metavar="URL",
+        help="serve the probes: liveness at this URL, e.g. http://0.0.0.0:8080/healthz, and readiness at /readyz "
+        "on the same address",
+    )  # fmt: skip
     run.add_argument("--standalone", action="store_true", help="do not coordinate with other operator replicas")
     run.add_argument(
         "--leader-election", action="store_true",
@@ -267,18 +298,37 @@ def build_parser() -> argparse.ArgumentParser:
     clean.add_argument("-n", "--namespace", help="only this namespace (default: all)")
     clean.set_defaults(func=cmd_clean_up)
 
-    dev_cluster = sub.add_parser("dev-cluster", help="the local control plane: build, up, down, status")
-    dev_cluster.add_argument("action", choices=["build", "up", "down", "status"])
+    dev_cluster = sub.add_parser("dev-cluster", help="the local control plane: build, up, down, status, images")
+    # images: the OCI archives of the real node's images (pause, the demo shop and its variants, the operator).
+    dev_cluster.add_argument("action", choices=["build", "up", "down", "status", "images"])
     dev_cluster.add_argument("--directory", help="where the cluster keeps its state (default: ~/.cache/...)")
-    dev_cluster.add_argument("--no-build", action="store_true", help="fail instead of building missing binaries")
+    dev_cluster.add_argument(
+        "--no-build", action="store_true", help="fail instead of building missing binaries (or images)"
+    )
+    dev_cluster.add_argument(
+        "--real-node",
+        action="store_true",
+        help="up: also a real node (containerd, kubelet, kube-proxy; needs root) beside kwok's simulated one",
+    )
     dev_cluster.set_defaults(func=cmd_dev_cluster)
 
     dev = sub.add_parser("dev", help="local cluster + CRDs + samples + the operator, in one command")
     dev.add_argument("--directory", help="where the cluster keeps its state (default: ~/.cache/...)")
     dev.add_argument(
-        "--apply", action="append", default=["crds", "manifests/samples"], help="manifests to apply before the start"
+        "--apply",
+        action="append",
+        help=f"manifests to apply before the start (default: {' '.join(DEV_SAMPLES)}; with --real-node: "
+        f"{' '.join(DEV_SAMPLES_REAL_NODE)})",
     )
-    dev.add_argument("--config", default="manifests/dev/operator-config.yaml", help="the operator's configuration")
+    dev.add_argument(
+        "--config",
+        help=f"the operator's configuration (default: {DEV_CONFIG}; with --real-node: {DEV_CONFIG_REAL_NODE})",
+    )
+    dev.add_argument(
+        "--real-node",
+        action="store_true",
+        help="run the jobs in real containers: the cluster gets a real node, and the demo shop's image",
+    )
     dev.set_defaults(func=cmd_dev)
     return parser
 
@@ -287,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ClusterError, ToolchainError) as e:
+    except (ClusterError, ToolchainError, RealNodeError, ImageBuildError) as e:
         print(f"commerce-jobs: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -30,7 +30,13 @@ NO_NUL = r"^[^\x00]*$"  # execve ends an argument at NUL: such a param could nev
 
 
 def _string(description: str, max_length: int = 253, **extra: Any) -> dict[str, Any]:
-    return {"type": "string", "description": description, "maxLength": max_length, **extra}
+    # No `description: ''`: the apiserver drops empty strings when it stores a CRD, and a stored CRD that differs
+    # from the applied one makes server-side apply of a second manager (helm after kubectl, or the other way round)
+    # conflict on .spec.versions.
+    schema: dict[str, Any] = {"type": "string", "maxLength": max_length, **extra}
+    if description:
+        schema["description"] = description
+    return schema
 
 
 def _strings(description: str, max_items: int, max_length: int) -> dict[str, Any]:
@@ -45,6 +51,12 @@ def _objects(description: str, max_items: int = 64, key: str | None = None) -> d
         items["required"] = [key]
         items["properties"] = {key: _string("", 4096, minLength=1)}
     return {"type": "array", "description": description, "maxItems": max_items, "items": items}
+
+
+def _kubernetes_object(description: str) -> dict[str, Any]:
+    """A Kubernetes object that the operator passes into the Job as it is: its keys are kept as written (none pruned
+    here), and the apiserver checks them when the operator creates the Job, as it would in a Job written by hand."""
+    return {"type": "object", "description": description, "x-kubernetes-preserve-unknown-fields": True}
 
 
 def _string_map(description: str) -> dict[str, Any]:
@@ -145,11 +157,15 @@ def job_properties() -> dict[str, Any]:
             "Volume mounts of the container (core/v1 VolumeMount), merged by mountPath over the defaults.",
             key="mountPath",
         ),
-        "resources": {
-            "type": "object",
-            "description": "Requests and limits of the container (core/v1 ResourceRequirements).",
-            "x-kubernetes-preserve-unknown-fields": True,
-        },
+        "resources": _kubernetes_object("Requests and limits of the container (core/v1 ResourceRequirements)."),
+        "podSecurityContext": _kubernetes_object(
+            "The pod's securityContext (core/v1 PodSecurityContext), laid over the restricted baseline (runAsNonRoot, "
+            "seccomp RuntimeDefault); replaces jobDefaults.podSecurityContext as a whole."
+        ),
+        "securityContext": _kubernetes_object(
+            "The container's securityContext (core/v1 SecurityContext), laid over the restricted baseline (no "
+            "privilege escalation, all capabilities dropped); replaces jobDefaults.securityContext as a whole."
+        ),
         "serviceAccountName": _string("The pod's ServiceAccount.", 253),
         "nodeSelector": _string_map("Node labels that the pod requires."),
         "tolerations": _objects("Tolerations of the pod (core/v1 Toleration)."),
@@ -244,15 +260,15 @@ def spec_schema() -> dict[str, Any]:
         {"rule": "has(self.templateRef) == has(oldSelf.templateRef)", "message": "spec.templateRef is immutable"},
     ]  # fmt: skip
     rules += [_immutable(name) for name in IMMUTABLE_SCALARS]
-    for name in ("params", "consoleCommand", "podAnnotations", "podLabels", "nodeSelector", "dependingJobs"):
+    # A field's own rule compares its value (CEL sees inside the free-form Kubernetes objects too); it runs only when
+    # the field is in both versions, so the spec-level rule decides whether it may appear or go.
+    for name in ("params", "consoleCommand", "podAnnotations", "podLabels", "nodeSelector", "dependingJobs", "env",
+                 "envFrom", "volumes", "volumeMounts", "resources", "tolerations", "imagePullSecrets",
+                 "podSecurityContext", "securityContext"):  # fmt: skip
         properties[name]["x-kubernetes-validations"] = [
             {"rule": "self == oldSelf", "message": f"spec.{name} is immutable: create a new CommerceJob instead"}
         ]
         rules.append(_present_once_set(name))
-    rules += [
-        _present_once_set(name)
-        for name in ("env", "envFrom", "volumes", "volumeMounts", "resources", "tolerations", "imagePullSecrets")
-    ]
     return {"type": "object", "properties": properties, "x-kubernetes-validations": rules}
 
 
@@ -351,6 +367,8 @@ def _crd(
                 "categories": ["commerce"],
             },
             "versions": [version],
+            # The apiserver's default, written out: the stored CRD then equals this file, field for field.
+            "conversion": {"strategy": "None"},
         },
     }
 
@@ -453,6 +471,10 @@ def commercejobtemplate_crd() -> dict[str, Any]:
 
 
 SCHEDULE_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|([^\s]+\s+){4}[^\s]+)$"
+SCHEDULE_HELP = (
+    'a schedule is 5 fields (minute hour day-of-month month day-of-week, e.g. "*/5 * * * *") '
+    "or one of @hourly, @daily (@midnight), @weekly, @monthly, @yearly (@annually)"
+)
 
 
 def cron_spec_schema() -> dict[str, Any]:
@@ -460,9 +482,14 @@ def cron_spec_schema() -> dict[str, Any]:
     del properties["cancel"], properties["executeAfter"]
     properties.update(
         {
-            "schedule": _string(
-                "When runs start, in cron syntax: '*/5 * * * *', or @hourly, @daily ...", 256, pattern=SCHEDULE_PATTERN
-            ),
+            "schedule": {
+                **_string("When runs start, in cron syntax: '*/5 * * * *', or @hourly, @daily ...", 256),
+                # A rule with a message rather than `pattern`, whose refusal would quote the regular expression.
+                "x-kubernetes-validations": [
+                    # The apiserver puts the refused value before the message: `Invalid value: "* * * *": ...`.
+                    {"rule": f"self.matches({SCHEDULE_PATTERN!r})", "message": SCHEDULE_HELP}
+                ],
+            },
             "timeZone": _string("The schedule's time zone, e.g. Europe/Berlin (default: the controller's, UTC).", 64),
             "concurrencyPolicy": {
                 "type": "string",

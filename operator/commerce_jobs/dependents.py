@@ -1,12 +1,14 @@
-"""Dependent jobs: the CommerceJobs that a job's ``dependingJobs`` become once it succeeded (pure builders)."""
+"""Dependent jobs: the CommerceJobs that a job's ``dependingJobs`` become once it succeeded, and the states that its
+``status.dependents`` lists for them (pure)."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 from commerce_jobs.jobbuild import API_VERSION, controller_reference
-from commerce_jobs.lifecycle import CANCELED
+from commerce_jobs.lifecycle import CANCELED, FINAL_STATES, FINISHED, PENDING, RUNNING
 
 PARENT_LABEL = "commercejobs.dev/parent-uid"
 PARENT_ANNOTATION = "commercejobs.dev/parent"
@@ -51,11 +53,41 @@ def build_dependent(parent: dict[str, Any], item: dict[str, Any]) -> dict[str, A
     }
 
 
+STATES = frozenset({PENDING, RUNNING} | FINAL_STATES)
+
+
+def tree_states(
+    root: str,
+    root_state: str,
+    items: list[dict[str, Any]],
+    state_of: Callable[[str], str | None],
+    recorded: list[dict[str, Any]] | None = None,
+) -> list[dict[str, str]]:
+    """``status.dependents`` of the job ``root``: every dependent of its whole tree, depth first, each with its
+    state. A dependent's state is its own (``state_of``, None when it is not known); one that does not exist is
+    Pending while its parent may still create it, and Canceled once its parent ended otherwise than Finished
+    (it never will be). An unknown dependent keeps the state ``recorded`` earlier, when that is one of the
+    documented states."""
+    known = {str(d.get("name")): d.get("state") for d in recorded or []}
+    entries: list[dict[str, str]] = []
+
+    def walk(parent: str, parent_state: str, children: list[dict[str, Any]]) -> None:
+        for item in children:
+            name = dependent_name(parent, item["name"])
+            state = state_of(name)
+            if state is None:
+                if parent_state in FINAL_STATES and parent_state != FINISHED:
+                    state = CANCELED
+                else:
+                    before = known.get(name)
+                    state = before if isinstance(before, str) and before in STATES else PENDING
+            entries.append({"name": name, "state": state})
+            walk(name, state, item.get("dependingJobs") or [])
+
+    walk(root, root_state, items)
+    return entries
+
+
 def canceled_tree(parent: str, items: list[dict[str, Any]]) -> list[dict[str, str]]:
     """Every dependent below ``parent`` that will now never be created, depth first, each marked Canceled."""
-    entries: list[dict[str, str]] = []
-    for item in items:
-        name = dependent_name(parent, item["name"])
-        entries.append({"name": name, "state": CANCELED})
-        entries.extend(canceled_tree(name, item.get("dependingJobs") or []))
-    return entries
+    return tree_states(parent, CANCELED, items, lambda _: None)

@@ -44,6 +44,11 @@ class EventRecorder:
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.warning("events: %d dropped so far (the apiserver is slower than the jobs)", self.dropped)
 
+    @property
+    def pending(self) -> int:
+        """Events not posted yet."""
+        return self._queue.qsize()
+
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._send(), name=f"events-{i}") for i in range(self._senders)]
 

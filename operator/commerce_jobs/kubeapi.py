@@ -27,7 +27,24 @@ class Conflict(Requeue):
 
 
 class ForeignObject(Exception):
-    """An object with the name that the operator needs exists but is not owned by the expected owner."""
+    """An object with the name that the operator needs exists but is not owned by the expected owner.
+    ``transient``: it will go by itself (see conflict_resolves); else only a person can resolve the conflict."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+def conflict_resolves(existing: dict[str, Any], owner_name: str) -> bool:
+    """Whether an object in the way of one that the operator creates will go by itself: it is being deleted, or it
+    belongs to an earlier CommerceJob of the same name (deleted, then created again), which the garbage collector
+    deletes after it. Anything else (a Job of someone else's) stays until a person deletes or renames it."""
+    meta = existing.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        return True
+    return any(
+        r.get("kind") == "CommerceJob" and r.get("name") == owner_name for r in meta.get("ownerReferences") or []
+    )
 
 
 def api_message(error: ApiException) -> str:
@@ -84,10 +101,18 @@ class KubeApi:
         except ApiException as e:
             if e.status != 409:
                 raise
-            existing = self.batch.read_namespaced_job(manifest["metadata"]["name"], namespace)
-            owners = {ref.uid for ref in existing.metadata.owner_references or []}
+            response = self.batch.read_namespaced_job(manifest["metadata"]["name"], namespace, _preload_content=False)
+            existing = json.loads(response.data)
+            owners = {ref.get("uid") for ref in existing["metadata"].get("ownerReferences") or []}
             if owner_uid not in owners:
-                raise ForeignObject(f"Job {manifest['metadata']['name']} exists and belongs to someone else") from e
+                owner_name = next(r["name"] for r in manifest["metadata"]["ownerReferences"] if r["uid"] == owner_uid)
+                transient = conflict_resolves(existing, owner_name)
+                if transient:
+                    message = f"Job {manifest['metadata']['name']} of an earlier CommerceJob of this name is in the way"
+                else:
+                    message = (f"Job {manifest['metadata']['name']} exists and belongs to someone else: the job cannot "
+                               "run under this name until that Job is deleted")  # fmt: skip
+                raise ForeignObject(message, transient) from e
 
     def job_exists(self, namespace: str, name: str) -> bool:
         try:

@@ -57,9 +57,26 @@ class LeaderElection:
         self.namespace, self.name, self.identity, self.timings = namespace, name, identity, timings
         self._observed: tuple[str | None, str | None] | None = None  # (holder, resourceVersion) last read
         self._observed_at = time.monotonic()
+        self._written_at: float | None = None  # when this candidate last saw the Lease change: someone wrote it
         self._renewed_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self.lost = False  # another replica holds the Lease that this one held
+
+    @property
+    def holder(self) -> str | None:
+        """The holder that this candidate read last (None before the first read, or when nobody holds it)."""
+        return self._observed[0] if self._observed else None
+
+    def holder_renewing(self) -> bool:
+        """Whether another replica holds the Lease and this candidate saw it renewed within the renew deadline: a live
+        holder acts. Each renewal changes the Lease's resourceVersion. One read proves nothing (a holder that crashed
+        left the same record), so it takes a change; and a holder that could not renew for the renew deadline has
+        stopped acting (it exits), so an older change does not count."""
+        holder = self.holder
+        return (
+            bool(holder) and holder != self.identity and self._written_at is not None
+            and time.monotonic() - self._written_at < self.timings.renew_deadline
+        )  # fmt: skip
 
     # -- blocking calls (run in threads) --------------------------------------------------------------------------
     def try_acquire_or_renew(self) -> bool:
@@ -85,6 +102,8 @@ class LeaderElection:
         holder = spec.holder_identity
         record = (holder, (lease.metadata or client.V1ObjectMeta()).resource_version)
         if record != self._observed:
+            if self._observed is not None:
+                self._written_at = time.monotonic()
             self._observed, self._observed_at = record, time.monotonic()
         if not may_take(holder, self.identity, time.monotonic() - self._observed_at, self.timings.duration):
             self.lost = self._renewed_at > 0

@@ -31,10 +31,21 @@ class JobView:
     failure_reason: str = ""  # the Job's Failed condition reason, e.g. DeadlineExceeded or BackoffLimitExceeded
     finished_at: datetime | None = None
     deleting: bool = False
+    # Why the operator stopped this attempt because its container could not start (a view made by the operator,
+    # not read from a Job). Whatever its pod reports afterwards (exit code 137, ContainerStatusUnknown, as the
+    # kubelet writes for a stuck container that is deleted) is an effect of that stop, not the job's result.
+    stopped: str = ""
 
     @property
     def finished(self) -> bool:
         return self.complete or self.failed
+
+    @property
+    def stopped_by_operator(self) -> bool:
+        """Ended by the operator (a container that could not start) or for it (maxRuntimeSeconds, the Job's
+        activeDeadlineSeconds): the exit code, if any, is the kill's, not the command's. A PHP process stopped by
+        SIGTERM may even exit 0."""
+        return bool(self.stopped) or self.failure_reason == "DeadlineExceeded"
 
 
 @dataclass(frozen=True)
@@ -42,8 +53,11 @@ class PodProblem:
     """Why the current attempt's container cannot start (ImagePullBackOff, CreateContainerConfigError ...)."""
 
     reason: str
-    message: str
+    message: str  # "container console: <reason>: <the kubelet's message>"
     since: datetime
+    # What to change, for a refusal that cannot go away by itself (the image runs as root under runAsNonRoot, an
+    # invalid image name ...): the attempt then fails at once. None while waiting may still help (an image pull).
+    remedy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,10 +79,22 @@ class AttemptResult:
     output_truncated: bool
     pod_reason: str = ""  # why the pod ended without an exit code, e.g. Evicted
 
-    def failure(self, attempt: JobView) -> str:
-        if self.exit_code is not None:
-            return f"exit code {self.exit_code}"
-        return self.pod_reason or attempt.failure_reason or "an unknown failure"
+
+def failure(spec: dict[str, Any], attempt: JobView, result: AttemptResult) -> str:
+    """Why an attempt failed, in words. An attempt that the operator stopped keeps the operator's reason: the exit
+    code that the kill leaves behind (137, or 0 from a PHP process that ends on SIGTERM) says nothing."""
+    if attempt.stopped:
+        return attempt.stopped
+    if attempt.failure_reason == "DeadlineExceeded":
+        return f"its max runtime of {spec.get('maxRuntimeSeconds')}s was exceeded"
+    if result.exit_code is not None:
+        return f"exit code {result.exit_code}"
+    return result.pod_reason or attempt.failure_reason or "an unknown failure"
+
+
+def exit_code(attempt: JobView, result: AttemptResult) -> int | None:
+    """The exit code to record: the command's, never that of a kill (see JobView.stopped_by_operator)."""
+    return None if attempt.stopped_by_operator else result.exit_code
 
 
 @dataclass
@@ -228,18 +254,27 @@ def _while_running(
 ) -> Decision:
     if problem is None:
         return Decision()
+    if problem.remedy is not None:
+        # The same refusal at every try: waiting for the timeout would only hide it for minutes.
+        return _stop(cjob, current, f"{problem.message}. {problem.remedy}", problem.reason, now)
     deadline = problem.since + start_timeout
     if now >= deadline:
         # Kubernetes would retry the pull for ever: stop the attempt and let the retry rules decide.
-        failed = JobView(current.name, current.attempt, failed=True, failure_reason=problem.reason, finished_at=now)
-        decision = _after_failure(cjob, failed, FAILED, now)
-        decision.delete_jobs.append(current.name)
-        return decision
+        seconds = int(start_timeout.total_seconds())
+        return _stop(cjob, current, f"{problem.message} (not started within {seconds}s)", problem.reason, now)
     message = f"{problem.message}; the attempt fails at {format_time(deadline)} unless the container starts"
     patch = None if _unchanged(cjob, RUNNING, problem.reason) else _state_patch(
         cjob, RUNNING, "Unknown", problem.reason, message, now
     )  # fmt: skip
     return Decision(status=patch, requeue_after=(deadline - now).total_seconds())
+
+
+def _stop(cjob: dict[str, Any], current: JobView, why: str, reason: str, now: datetime) -> Decision:
+    """Fails an attempt whose container cannot start: its Job is deleted, and the retry rules decide."""
+    failed = JobView(current.name, current.attempt, failed=True, failure_reason=reason, finished_at=now, stopped=why)
+    decision = _after_failure(cjob, failed, FAILED, now)
+    decision.delete_jobs.append(current.name)
+    return decision
 
 
 def _after_failure(cjob: dict[str, Any], attempt: JobView, final: str, now: datetime) -> Decision:
@@ -283,10 +318,11 @@ def retry_status(
 ) -> dict[str, Any]:
     """Status while a retry waits for its backoff: still Running, as in JMS."""
     attempts = int((cjob.get("status") or {}).get("attempts") or 0)
-    message = f"attempt {attempts} failed ({result.failure(attempt)}); next attempt at {format_time(retry_at)}"
+    why = failure(cjob.get("spec") or {}, attempt, result)
+    message = f"attempt {attempts} failed ({why}); next attempt at {format_time(retry_at)}"
     patch = _state_patch(cjob, RUNNING, "Unknown", "RetryBackoff", message, now)
     patch.update(
-        exitCode=result.exit_code,
+        exitCode=exit_code(attempt, result),
         output=result.output,
         outputTruncated=result.output_truncated,
         nextAttemptTime=format_time(retry_at),
@@ -316,14 +352,17 @@ def final_status(
         message = f"exceeded its max runtime of {spec.get('maxRuntimeSeconds')}s and was stopped{tries}"
     elif final == INCOMPLETE:
         message = f"its Job {attempt.name or 'of attempt ' + str(attempts)} was deleted before it finished{tries}"
+    elif attempt.stopped:
+        message = f"{spec.get('command', '')} failed: {attempt.stopped}{tries}"
+        reason = attempt.failure_reason  # e.g. CreateContainerConfigError: what kept it from running
     else:
-        message = f"{spec.get('command', '')} failed with {result.failure(attempt)}{tries}"
+        message = f"{spec.get('command', '')} failed with {failure(spec, attempt, result)}{tries}"
     patch = _state_patch(cjob, final, cond_status, reason, message, now)
     end = attempt.finished_at or now
     patch.update(
         completionTime=format_time(end),
         duration=duration(parse_time(status.get("startTime")), end),
-        exitCode=result.exit_code,
+        exitCode=exit_code(attempt, result),
         output=result.output,
         outputTruncated=result.output_truncated,
     )

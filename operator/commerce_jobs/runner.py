@@ -4,27 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import os
 import sys
 import time
-import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
-import aiohttp.web
 import kopf
+
+# kopf's own types for what kopf.operator() accepts but does not export: the identity of this process (which kopf
+# otherwise derives from getpass.getuser(), which fails under a user id without a passwd entry) and the insights
+# (the resources and namespaces that kopf actually watches: what readiness waits for).
+from kopf._cogs.structs.references import Insights
+from kopf._core.engines.peering import Identity
 from kubernetes import client, config
 
 import commerce_jobs.handlers  # noqa: F401  (registers the handlers)
+from commerce_jobs import probes
 from commerce_jobs.config import ConfigError, OperatorConfig
 from commerce_jobs.controller import CommerceJobController
 from commerce_jobs.cron_controller import CronController
 from commerce_jobs.handlers.commercejob import MANAGED_BY
 from commerce_jobs.kubeapi import KubeApi
 from commerce_jobs.leader import LeaderElection, LeaseTimings, default_identity
+from commerce_jobs.probes import Phase, Snapshot
 from commerce_jobs.watchhealth import WatchHealth, trace_config
 
 if TYPE_CHECKING:
@@ -33,6 +42,8 @@ if TYPE_CHECKING:
 PREFIX = "commercejobs.dev"
 WORKERS = 16
 SERVER_TIMEOUT, CLIENT_TIMEOUT = 300, 330  # seconds: kopf's watch requests
+# Where the kubelet reads a container's last words (the default terminationMessagePath); written only when it exists.
+TERMINATION_LOG = Path("/dev/termination-log")
 
 
 @dataclass(frozen=True)
@@ -87,47 +98,19 @@ async def login(logger: kopf.Logger, settings: kopf.OperatorSettings, memo: kopf
     )  # fmt: skip
 
 
-@kopf.on.probe(id="watches", errors=kopf.ErrorsMode.PERMANENT)
-async def watches_alive(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
-    """A failing probe (HTTP 500) once a watch stream has failed or hung for the grace period."""
-    health: WatchHealth = memo.watch_health
-    problems = health.problems(time.monotonic())
-    if problems:
-        raise kopf.PermanentError("watches down: " + "; ".join(problems))
-    return health.summary(time.monotonic())
-
-
-async def _serve_standby_probe(endpoint: str) -> aiohttp.web.AppRunner:
-    """kopf serves its liveness probe only after the startup handlers, and a standby replica waits in one for the
-    Lease: meanwhile it answers the probe itself, or the kubelet would restart it again and again."""
-    parts = urllib.parse.urlsplit(endpoint)
-
-    async def standby(_: aiohttp.web.Request) -> aiohttp.web.Response:
-        return aiohttp.web.json_response({"leader": False})
-
-    app = aiohttp.web.Application()
-    app.add_routes([aiohttp.web.get(parts.path or "/", standby)])
-    runner = aiohttp.web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    await aiohttp.web.TCPSite(runner, parts.hostname or "localhost", parts.port or 80).start()
-    return runner
-
-
 async def _lead(memo: kopf.Memo) -> None:
     """Blocks until this replica holds the Lease (kopf starts no watch before), then keeps renewing it."""
     leader: LeaderSettings = memo.leader_settings
-    election = LeaderElection(api_client(), leader.namespace, leader.name, default_identity(), leader.timings)
+    election = LeaderElection(api_client(), leader.namespace, leader.name, memo.identity, leader.timings)
     memo.election = election
-    probe = await _serve_standby_probe(memo.liveness_endpoint) if memo.liveness_endpoint else None
-    try:
-        await election.acquire()
-    finally:
-        if probe is not None:
-            await probe.cleanup()
+    memo.phase = Phase.STANDBY
+    await election.acquire()
     election.start_renewing()
 
 
-@kopf.on.startup()
+# A failure here (the console's port taken, ...) will not go away by itself: the process ends with the reason
+# (last_words) instead of retrying for ever.
+@kopf.on.startup(errors=kopf.ErrorsMode.PERMANENT)
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     if memo.get("leader_settings") is not None:
         await _lead(memo)
@@ -170,15 +153,98 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     crons.start()
     memo.controller = controller
     memo.crons = crons
+    memo.phase = Phase.ACTING
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    memo.phase = Phase.STOPPING
     # The Lease last: it is given up only once no worker acts any more.
     for name in ("console", "crons", "controller", "election"):
         component = memo.get(name)
         if component is not None:
             await component.stop()
+
+
+def _workers_running(memo: kopf.Memo) -> bool:
+    # The controllers' worker tasks (and the retention loop): each serves for ever, so one that is done has died.
+    tasks = [*memo.controller._tasks, *memo.crons._tasks]
+    return bool(tasks) and not any(task.done() for task in tasks)
+
+
+def _watched_paths(insights: Insights) -> set[str]:
+    """The URL paths of the watch streams that kopf opens: each watched resource in each served namespace (None:
+    cluster-wide). Empty until kopf has chosen them, a moment after its start."""
+    return {r.get_url(namespace=ns) for r in insights.watched_resources for ns in insights.namespaces}
+
+
+def snapshot(memo: kopf.Memo, insights: Insights) -> Snapshot:
+    """What the probes judge (probes.py), read from the running operator."""
+    phase: Phase = memo.phase
+    serves_console = memo.get("console_settings") is not None
+    if phase is Phase.STANDBY:
+        election: LeaderElection | None = memo.get("election")
+        return Snapshot(
+            phase, serves_console, lease_holder=election.holder if election else None,
+            holder_renewing=election.holder_renewing() if election else False,
+        )  # fmt: skip
+    if phase is not Phase.ACTING:
+        return Snapshot(phase, serves_console)
+    health: WatchHealth = memo.watch_health
+    now = time.monotonic()
+    expected = _watched_paths(insights)
+    return Snapshot(
+        phase, serves_console, watch_problems=health.problems(now),
+        unlisted=health.unlisted(expected) if expected else ["(the watched resources are not chosen yet)"],
+        failing=health.failing(), workers_running=_workers_running(memo), watch_summary=health.summary(now),
+    )  # fmt: skip
+
+
+def last_words(message: str, path: Path = TERMINATION_LOG) -> None:
+    """Why the operator stops, for the user: on stderr; in the container's termination message, which `kubectl
+    describe pod` shows (Last State: Terminated, Message); and as a Warning Event on its pod, which outlives the pod
+    (for the apiserver's event TTL, an hour by default), e.g. after `helm install --rollback-on-failure` removed it.
+    The kubelet creates the termination log, and the chart gives the pod's name: elsewhere neither is done."""
+    print(message, file=sys.stderr, flush=True)
+    if path.exists():
+        with contextlib.suppress(OSError):
+            path.write_text(message[-4000:] + "\n")
+    pod, namespace = os.environ.get("POD_NAME"), os.environ.get("POD_NAMESPACE")
+    if pod and namespace:
+        with contextlib.suppress(Exception):  # no apiserver, no rights: the other two must do
+            client.CoreV1Api(api_client()).create_namespaced_event(
+                namespace, stopped_event(pod, namespace, os.environ.get("POD_UID"), message), _request_timeout=3
+            )
+
+
+def stopped_event(pod: str, namespace: str, uid: str | None, message: str) -> client.CoreV1Event:
+    now = datetime.now(UTC)
+    return client.CoreV1Event(
+        metadata=client.V1ObjectMeta(generate_name=f"{pod[:200]}.", namespace=namespace),
+        involved_object=client.V1ObjectReference(api_version="v1", kind="Pod", name=pod, namespace=namespace, uid=uid),
+        reason="OperatorStopped", message=message[-1024:], type="Warning", count=1,
+        first_timestamp=now, last_timestamp=now, source=client.V1EventSource(component="commerce-jobs"),
+    )  # fmt: skip
+
+
+async def _operate(
+    memo: kopf.Memo, insights: Insights, identity: str, endpoint: str | None, standalone: bool, namespaces: list[str]
+) -> None:
+    """kopf's operator, with the probes served from the start (probes.py) instead of kopf's liveness endpoint,
+    which would answer only after the startup handlers, and with its liveness verdict only."""
+    server = await probes.serve(endpoint, lambda: snapshot(memo, insights)) if endpoint else None
+    try:
+        await kopf.operator(
+            standalone=standalone,
+            namespaces=namespaces,
+            clusterwide=not namespaces,
+            identity=Identity(identity),
+            insights=insights,
+            memo=memo,
+        )
+    finally:
+        if server is not None:
+            await server.cleanup()
 
 
 def run_operator(
@@ -195,31 +261,33 @@ def run_operator(
         # Read before kopf starts: a bad file stops the operator at once, with the reason, instead of a retry loop.
         operator_config = OperatorConfig.load()
     except ConfigError as e:
-        print(f"commerce-jobs: invalid configuration: {e}", file=sys.stderr)
+        last_words(f"commerce-jobs: invalid configuration: {e}")
         return 2
     # One log configuration for kopf's messages and ours; "json" gives one structured record per line.
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat[log_format.upper()], log_refkey="object")
     if not verbose:
         # kopf logs every handled watch event at INFO: thousands of lines an hour that say nothing.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    # Chosen here, not by kopf (getpass.getuser() needs a passwd entry, which an arbitrary user id has not): the pod's
+    # name and a suffix of this process; the Lease's holder is the same.
+    identity = default_identity()
+    memo = kopf.Memo(
+        config=operator_config,
+        console_settings=console,
+        namespaces=namespaces,
+        leader_settings=leader,
+        identity=identity,
+        phase=Phase.STARTING,
+        watch_health=WatchHealth(grace=watch_grace, client_timeout=CLIENT_TIMEOUT),
+    )
+    # With the Lease, kopf's own peering (pauses by priority; no election) is not wanted either.
+    kopf_standalone = standalone or leader is not None
     try:
-        asyncio.run(
-            kopf.operator(
-                # With the Lease, kopf's own peering (pauses by priority; no election) is not wanted either.
-                standalone=standalone or leader is not None,
-                namespaces=namespaces,
-                clusterwide=not namespaces,
-                liveness_endpoint=liveness_endpoint,
-                memo=kopf.Memo(
-                    config=operator_config,
-                    console_settings=console,
-                    namespaces=namespaces,
-                    leader_settings=leader,
-                    liveness_endpoint=liveness_endpoint,
-                    watch_health=WatchHealth(grace=watch_grace, client_timeout=CLIENT_TIMEOUT),
-                ),
-            )
-        )
+        asyncio.run(_operate(memo, Insights(), identity, liveness_endpoint, kopf_standalone, namespaces))
     except KeyboardInterrupt:
         return 130
+    except Exception as e:
+        logging.getLogger("commerce_jobs").exception("the operator stopped")
+        last_words(f"commerce-jobs: the operator stopped: {type(e).__name__}: {e}")
+        return 1
     return 0

@@ -10,14 +10,15 @@ import contextlib
 import functools
 import sys
 import threading
-from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol, TextIO
 
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from commerce_jobs.console.live import started_pod
 from commerce_jobs.kubeapi import CONTAINER, GROUP, PLURAL, VERSION
-from commerce_jobs.lifecycle import FINAL_STATES, FINISHED
+from commerce_jobs.lifecycle import CANCELED, FINAL_REASONS, FINAL_STATES, FINISHED, RUNNING
 
 TEMPLATE_LABEL = "commercejobs.dev/template"
 
@@ -45,19 +46,69 @@ class NoSuchDependency(LookupError):
 
 
 def retry_of(job: dict[str, Any], started_by: str | None = None) -> dict[str, Any]:
-    """A new CommerceJob that runs a failed (or canceled) one again: the same spec (command, params, queue,
-    dependents ...), a fresh name. Not owned by the old job's parent: it is a new run of its own."""
-    meta = job["metadata"]
-    annotations = {RETRY_OF_ANNOTATION: meta["name"]}
-    if started_by:
-        annotations[STARTED_BY_ANNOTATION] = started_by
-    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k == TEMPLATE_LABEL}
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "CommerceJob",
-        "metadata": {"generateName": f"{meta['name'][:50]}-retry-", "labels": labels, "annotations": annotations},
-        "spec": {k: v for k, v in (job.get("spec") or {}).items() if k not in NOT_RETRIED},
-    }
+    """A new CommerceJob that runs a failed (or canceled) one again, under a fresh name; not owned by the old job's
+    parent: it is a new run of its own. A job started from a template is started from that template again (what an
+    admission policy lets a user start); any other job gets the same spec (command, params, queue, dependents ...).
+    """
+    meta, spec = job["metadata"], job.get("spec") or {}
+    template = (spec.get("templateRef") or {}).get("name")
+    if template:
+        # Not the spec that the operator filled in from the template: that would be a job with a command, params,
+        # image ... of the user's making, which a policy such as "only from a template" rightly refuses.
+        body = from_template(template, started_by)
+    else:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "CommerceJob",
+            "metadata": {"annotations": {STARTED_BY_ANNOTATION: started_by}} if started_by else {},
+            "spec": {k: v for k, v in spec.items() if k not in NOT_RETRIED},
+        }
+    body["metadata"]["generateName"] = f"{meta['name'][:50]}-retry-"
+    body["metadata"].setdefault("annotations", {})[RETRY_OF_ANNOTATION] = meta["name"]
+    return body
+
+
+# The reasons that the state says all about; any other (CommandNotAllowed, TemplateNotFound ...) is printed.
+USUAL_FINAL_REASONS = frozenset({reason for _, reason in FINAL_REASONS.values()} | {CANCELED})
+
+
+def state_line(name: str, status: dict[str, Any]) -> str:
+    """A job's state as `start --wait` prints it while the job is not final."""
+    state = status.get("state") or "Pending"
+    line = f"{name}: {state}"
+    attempts = int(status.get("attempts") or 0)
+    reason = status.get("reason")
+    if reason and reason not in (state, "Running", "Completed"):
+        line += f" ({reason}: {status.get('message', '')})"
+    elif state == RUNNING and attempts > 1:
+        line += f" (attempt {attempts})"
+    return line
+
+
+def final_line(name: str, status: dict[str, Any]) -> str:
+    code = status.get("exitCode")
+    line = f"{name}: {status['state']}" + (f", exit code {code}" if code is not None else "")
+    if status.get("reason") not in USUAL_FINAL_REASONS and status.get("message"):
+        line += f" ({status['reason']}: {status['message']})"  # e.g. CommandNotAllowed, TemplateNotFound
+    return line
+
+
+def running_attempt(status: dict[str, Any]) -> str | None:
+    """The Job of the attempt that runs now; None while the job waits (its queue, its time, a retry's backoff)."""
+    if status.get("state") == RUNNING and status.get("reason") == "Running" and status.get("jobName"):
+        return str(status["jobName"])
+    return None
+
+
+def ended_attempt(status: dict[str, Any]) -> bool:
+    """Whether this status records the end of an attempt, with that attempt's output."""
+    return status.get("state") in FINAL_STATES or status.get("reason") == "RetryBackoff"
+
+
+class Follower(Protocol):
+    def finish_printed(self) -> bool:
+        """Stops following once the attempt ended; whether any output was printed."""
+        ...
 
 
 class Starter:
@@ -66,6 +117,7 @@ class Starter:
         self.core = client.CoreV1Api(api)
         self.namespace = namespace
         self.out = out
+        self._shown: set[str] = set()  # the jobs of the tree already followed (a parent may list a whole tree)
 
     def create(self, template: str, after: Sequence[str] = ()) -> str:
         self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "commercejobtemplates", template)
@@ -86,42 +138,71 @@ class Starter:
 
     def follow(self, name: str, show_output: bool) -> bool:
         """Waits until the job and every dependent it created are final. True when all of them Finished."""
-        final = self._watch(name, show_output)
+        self._shown.add(name)
+        final = self.progress(name, self.versions(name), show_output)
         ok = (final.get("status") or {}).get("state") == FINISHED
         for dependent in (final.get("status") or {}).get("dependents") or []:
-            if dependent.get("state") == "Created":
-                ok = self.follow(dependent["name"], show_output) and ok
+            if dependent["name"] in self._shown:
+                continue
+            if dependent.get("state") == CANCELED:
+                # Never created (the job did not succeed): there is nothing to follow.
+                self._shown.add(dependent["name"])
+                self._say(f"{dependent['name']}: {CANCELED}")
+                ok = False
             else:
-                self._say(f"{dependent['name']}: {dependent.get('state')}")
+                ok = self.follow(dependent["name"], show_output) and ok
         return ok
 
-    def _watch(self, name: str, show_output: bool) -> dict[str, Any]:
-        list_fn = functools.partial(self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL)
+    def progress(self, name: str, versions: Iterable[dict[str, Any]], show_output: bool) -> dict[str, Any]:
+        """Prints a job's states from the successive versions of its object, each once, and its output: with
+        ``show_output``, each attempt's pod's log as it is written (a retry's attempt is another Job, so another
+        pod); an attempt whose log could not be followed, and without ``show_output`` the last one, from the
+        status. Returns the first final version."""
         last_line = ""
-        follower: LogFollower | None = None
+        follower: Follower | None = None
+        followed = (0, "")  # the attempt, and its Job, whose pod the follower reads
+        printed: set[int] = set()  # the attempts whose output was printed
         try:
-            for obj in _object_versions(list_fn, name):
+            for obj in versions:
                 status = obj.get("status") or {}
-                line = f"{name}: {status.get('state', 'Pending')}"
-                if status.get("reason") and status.get("reason") not in (status.get("state"), "Running", "Completed"):
-                    line += f" ({status['reason']}: {status.get('message', '')})"
+                attempt = int(status.get("attempts") or 0)
+                final = status.get("state") in FINAL_STATES
+                if ended_attempt(status):
+                    # The attempt's output first, then the line that says how it ended.
+                    if follower is not None and follower.finish_printed():
+                        printed.add(followed[0])
+                    follower = None
+                    if (show_output or final) and attempt not in printed:
+                        self._output(status.get("output") or "")
+                        printed.add(attempt)
+                if final:
+                    self._say(final_line(name, status))
+                    return obj
+                line = state_line(name, status)
                 if line != last_line:
                     self._say(line)
                     last_line = line
-                if show_output and follower is None and status.get("state") == "Running" and status.get("jobName"):
-                    follower = LogFollower.start(self.core, self.namespace, status["jobName"], self.out)
-                if status.get("state") in FINAL_STATES:
-                    if follower is not None:
-                        follower.finish()
-                    if status.get("output") and (follower is None or not follower.printed):
-                        self.out.write(status["output"])
-                    code = status.get("exitCode")
-                    self._say(f"{name}: {status['state']}" + (f", exit code {code}" if code is not None else ""))
-                    return obj
+                job = running_attempt(status)
+                if show_output and job and (follower is None or followed[1] != job):
+                    if follower is not None and follower.finish_printed():
+                        printed.add(followed[0])
+                    follower, followed = self.follow_attempt(job), (attempt, job)
         finally:
             if follower is not None:
-                follower.finish()
+                follower.finish_printed()
         raise RuntimeError(f"the watch of {name} ended")  # _object_versions never ends by itself
+
+    def versions(self, name: str) -> Iterable[dict[str, Any]]:
+        list_fn = functools.partial(self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL)
+        return _object_versions(list_fn, name)
+
+    def follow_attempt(self, job_name: str) -> Follower | None:
+        return LogFollower.start(self.core, self.namespace, job_name, self.out)
+
+    def _output(self, text: str) -> None:
+        if text:
+            self.out.write(text if text.endswith("\n") else text + "\n")
+            self.out.flush()
 
     def _say(self, line: str) -> None:
         self.out.write(line + "\n")
@@ -129,7 +210,7 @@ class Starter:
 
 
 class LogFollower:
-    """Prints a running pod's output as it is written, in a thread, until the job is final."""
+    """Prints a running pod's output as it is written, in a thread, until its attempt ended."""
 
     def __init__(self, response: Any, out: TextIO) -> None:
         self.response = response
@@ -140,13 +221,14 @@ class LogFollower:
 
     @classmethod
     def start(cls, core: client.CoreV1Api, namespace: str, job_name: str, out: TextIO) -> LogFollower | None:
-        pods = core.list_namespaced_pod(namespace, label_selector=f"batch.kubernetes.io/job-name={job_name}").items
-        started = [p for p in pods if p.status and p.status.phase in ("Running", "Succeeded", "Failed")]
-        if not started:
+        """Follows the newest started pod of the Job (None when none has started yet: asked again at the next
+        change of the job)."""
+        pod = started_pod(core, namespace, job_name)
+        if pod is None:
             return None
         try:
             response = core.read_namespaced_pod_log(
-                started[0].metadata.name, namespace, container=CONTAINER, follow=True, _preload_content=False
+                pod, namespace, container=CONTAINER, follow=True, _preload_content=False
             )
         except ApiException:
             return None
@@ -163,11 +245,12 @@ class LogFollower:
                 self.out.flush()
                 self.printed = True
 
-    def finish(self) -> None:
-        """The job is final: its output has arrived, or is in the status. A stream that a runtime keeps open after
+    def finish_printed(self) -> bool:
+        """The attempt ended: its output has arrived, or is in the status. A stream that a runtime keeps open after
         the container ended is left to the daemon thread (closing it from here can block); it writes no more."""
         self.thread.join(timeout=1)
         self.stopped.set()
+        return self.printed
 
 
 def _object_versions(list_fn: Callable[..., dict[str, Any]], name: str) -> Any:

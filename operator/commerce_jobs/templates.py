@@ -21,6 +21,8 @@ from typing import Any
 from commerce_jobs.jobbuild import API_VERSION
 
 ADD_JOBS = re.compile(r"^siso_control_center\.([^.]+)\.add_jobs$")
+# The keys of an add_jobs entry, in the order that the platform's documentation gives them.
+ACCEPTED_KEYS = ("label", "desc", "command", "params", "depending_jobs")
 
 
 class ConfigImportError(ValueError):
@@ -44,13 +46,15 @@ def _params(job_id: str, value: Any) -> list[str]:
 
 def _job(job_id: str, entry: Any, depth: int) -> dict[str, Any]:
     if not isinstance(entry, dict):
-        raise ConfigImportError(f"{job_id}: expected a mapping with label, command, params")
+        raise ConfigImportError(f"{job_id}: expected a mapping with the keys {', '.join(ACCEPTED_KEYS)}")
     command = entry.get("command")
     if not isinstance(command, str) or not command.strip():
         raise ConfigImportError(f"{job_id}: no command")
-    unknown = set(entry) - {"label", "desc", "command", "params", "depending_jobs"}
+    unknown = set(map(str, entry)) - set(ACCEPTED_KEYS)
     if unknown:
-        raise ConfigImportError(f"{job_id}: unknown keys {', '.join(sorted(unknown))}")
+        raise ConfigImportError(
+            f"{job_id}: unknown keys {', '.join(sorted(unknown))} (an entry has only {', '.join(ACCEPTED_KEYS)})"
+        )
     job: dict[str, Any] = {"command": command.strip()}
     if entry.get("label"):
         job["label"] = str(entry["label"])

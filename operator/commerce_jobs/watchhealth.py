@@ -1,4 +1,4 @@
-"""Whether the operator's watch streams work: the signal behind its liveness probe.
+"""Whether the operator's watch streams work: the signal behind its liveness and readiness probes (probes.py).
 
 kopf's liveness endpoint only proves that its HTTP server answers; its watches, when the apiserver is gone, retry for
 ever in the background while the operator does nothing. So every LIST and WATCH request that kopf sends is traced
@@ -8,8 +8,9 @@ ever in the background while the operator does nothing. So every LIST and WATCH 
 - the watches are reopened at least every ``client_timeout`` seconds (kopf closes them), so a success older than
   that means the stream hangs.
 
-The probe fails once either has lasted ``grace`` seconds: a restart of the apiserver is not a reason to restart the
-operator, an outage that lasts is.
+The liveness probe fails once either has lasted ``grace`` seconds: a restart of the apiserver is not a reason to
+restart the operator, an outage that lasts is. Readiness is stricter and immediate: every stream that kopf opens has
+listed once (``unlisted``), and none fails right now (``failing``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class _Stream:
     succeeded_at: float
     failing_since: float | None = None
     last_error: str = ""
+    listed: bool = True  # False until a request of this stream succeeded once
 
 
 @dataclass
@@ -39,7 +41,7 @@ class WatchHealth:
         self.streams[path] = _Stream(succeeded_at=now)
 
     def failed(self, path: str, now: float, error: str) -> None:
-        stream = self.streams.setdefault(path, _Stream(succeeded_at=now))
+        stream = self.streams.setdefault(path, _Stream(succeeded_at=now, listed=False))
         if stream.failing_since is None:
             stream.failing_since = now
         stream.last_error = error
@@ -53,6 +55,14 @@ class WatchHealth:
             elif now - stream.succeeded_at >= self.client_timeout + self.grace:
                 found.append(f"{path}: no watch (re)connected for {now - stream.succeeded_at:.0f}s")
         return found
+
+    def unlisted(self, expected: set[str]) -> list[str]:
+        """The expected streams (URL paths) that have not listed their objects once yet."""
+        return sorted(p for p in expected if p not in self.streams or not self.streams[p].listed)
+
+    def failing(self) -> list[str]:
+        """The streams whose last request failed, with its error: at once, without the grace of ``problems``."""
+        return [f"{path}: {s.last_error}" for path, s in sorted(self.streams.items()) if s.failing_since is not None]
 
     def summary(self, now: float) -> dict[str, Any]:
         return {

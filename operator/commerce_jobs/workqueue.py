@@ -85,9 +85,25 @@ class WorkQueue(Generic[K]):
             self._dirty.discard(key)
             self.add(key)
 
+    def sizes(self) -> dict[str, int]:
+        """Keys held, for a test or a gauge: queued, being processed, to process again, waiting for a timer, and
+        with a failure count."""
+        return {
+            "queued": len(self._queued),
+            "processing": len(self._processing),
+            "dirty": len(self._dirty),
+            "timers": len(self._timers),
+            "failures": len(self._failures),
+        }
+
 
 class Requeue(Exception):
     """Raised by a reconcile to look at the key again soon, without counting a failure (e.g. a write conflict)."""
+
+
+class RetryLater(Exception):
+    """Raised by a reconcile that must wait for something to happen elsewhere (e.g. the garbage collector to
+    delete an old object): retried with the key's backoff, as a failure, but logged as one line."""
 
 
 async def serve(queue: WorkQueue[K], reconcile: Callable[[K], Awaitable[None]], log: logging.Logger) -> None:
@@ -98,11 +114,17 @@ async def serve(queue: WorkQueue[K], reconcile: Callable[[K], Awaitable[None]], 
             await reconcile(key)
         except Requeue:
             queue.add_after(key, 0.2)
+        except RetryLater as e:
+            delay = queue.retry(key)
+            log.warning("%s: %s; trying again in %.1fs", _name(key), e, delay)
         except Exception:
             delay = queue.retry(key)
-            log.exception("reconciling %s failed; retrying in %.1fs", "/".join(map(str, key))
-                          if isinstance(key, tuple) else key, delay)  # fmt: skip
+            log.exception("reconciling %s failed; retrying in %.1fs", _name(key), delay)
         else:
             queue.forget(key)
         finally:
             queue.done(key)
+
+
+def _name(key: Hashable) -> str:
+    return "/".join(map(str, key)) if isinstance(key, tuple) else str(key)

@@ -20,6 +20,18 @@ from commerce_jobs.devcluster.toolchain import Toolchain
 from tests.cjobs import CommerceJobs
 from tests.conftest import Cluster
 
+# The realnode tier's fixtures (tests/e2e/test_realnode_*.py): a control plane of its own with a real node.
+from tests.e2e.realnode import (  # noqa: F401
+    real_chart,
+    real_cjobs,
+    real_core,
+    real_namespace,
+    real_node,
+    real_node_cluster,
+    real_operator_kubeconfig,
+    start_real_operator,
+)
+
 REPO = Path(__file__).resolve().parents[2]
 OPERATOR_CONFIG = {
     "jobDefaults": {"image": "registry.example.com/shop:e2e", "workingDir": "/var/www/html"},

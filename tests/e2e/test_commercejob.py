@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import subprocess
 from collections.abc import Callable
 from datetime import datetime
 
 import pytest
-from kubernetes import client
+from kubernetes import client, watch
 
-from tests.cjobs import CommerceJobs, condition, sim, state
+from tests.cjobs import GROUP, PLURAL, VERSION, CommerceJobs, condition, sim, state
 from tests.conftest import Cluster
 from tests.e2e.conftest import kubectl, kubectl_apply
 from tests.kube import wait_deleted, wait_for
@@ -62,7 +63,8 @@ def test_seed_import_runs_then_its_dependent_runs(
     assert status["attempts"] == 1
     assert status["output"] == "Imported 1250 products\n"
     assert condition(parent)["reason"] == "Completed"
-    assert status["dependents"] == [{"name": "import-solr-index-solr", "state": "Created"}]
+    # Created with the parent's final status: it waits for its own start.
+    assert status["dependents"] == [{"name": "import-solr-index-solr", "state": "Pending"}]
 
     (job,) = jobs_of(batch, namespace, "import-solr")
     assert job.spec.backoff_limit == 0
@@ -79,6 +81,67 @@ def test_seed_import_runs_then_its_dependent_runs(
     assert child["metadata"]["ownerReferences"][0]["uid"] == parent["metadata"]["uid"]
     # It started only after its parent succeeded.
     assert ts(child["metadata"]["creationTimestamp"]) >= ts(status["completionTime"])
+    # ... and its parent follows it.
+    finished = [{"name": "import-solr-index-solr", "state": "Finished"}]
+    cjobs.wait("import-solr", lambda o: o["status"].get("dependents") == finished)
+
+
+def status_versions(
+    custom: client.CustomObjectsApi, namespace: str, name: str, since: str, until: Callable[[dict], bool]
+) -> list[dict]:
+    """Every version of a CommerceJob's status after resourceVersion ``since`` (a watch) until ``until`` holds."""
+    versions: list[dict] = []
+    stream = watch.Watch().stream(
+        custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
+        field_selector=f"metadata.name={name}", resource_version=since, timeout_seconds=90,
+    )  # fmt: skip
+    for event in stream:
+        status = event["object"].get("status") or {}
+        if not versions or versions[-1] != status:
+            versions.append(status)
+        if until(status):
+            stream.close()
+            return versions
+    raise TimeoutError(f"{name}: the status did not reach the expected state; last: {versions[-1:]}")
+
+
+def test_a_parent_follows_the_state_of_every_dependent_of_its_tree_with_one_write_per_end(
+    cjobs: CommerceJobs, custom: client.CustomObjectsApi, namespace: str
+) -> None:
+    """Issue 13: A -> B -> C where B fails (exit 3) left A's list at [B: Created], without C, for ever."""
+    expected = [
+        {"name": "tree-b", "state": "Failed"},
+        {"name": "tree-b-c", "state": "Canceled"},  # never created: B did not succeed
+        {"name": "tree-d", "state": "Finished"},
+        {"name": "tree-d-e", "state": "Finished"},
+    ]
+
+    def done(status: dict) -> bool:
+        return bool(status.get("dependents") == expected)
+
+    since = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["metadata"]["resourceVersion"]
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        watched = pool.submit(status_versions, custom, namespace, "tree", since, done)
+        cjobs.create(
+            "tree", command="silver:import", podAnnotations=sim(),
+            dependingJobs=[
+                {"name": "b", "command": "silver:index", "podAnnotations": sim(exit_code=3),
+                 "dependingJobs": [{"name": "c", "command": "silver:swap"}]},
+                {"name": "d", "command": "silver:export", "dependingJobs": [{"name": "e", "command": "silver:upload"}]},
+            ],
+        )  # fmt: skip
+        versions = watched.result()
+
+    assert cjobs.get("tree-b")["status"]["dependents"] == [{"name": "tree-b-c", "state": "Canceled"}]
+    assert cjobs.get("tree-d")["status"]["dependents"] == [{"name": "tree-d-e", "state": "Finished"}]
+    # Only documented states, ever.
+    states = {d["state"] for v in versions for d in v.get("dependents") or []}
+    assert states <= {"Pending", "Running", "Finished", "Failed", "Terminated", "Canceled", "Incomplete"}
+    # The parent's own writes: Running, then Finished with its tree; after that one write for each dependent that
+    # ended (B with C, D, E; fewer when they end together), none for their starts (short jobs).
+    after_final = [v for v in versions if v.get("state") == "Finished"]
+    assert after_final[0]["dependents"][0]["state"] == "Pending"
+    assert len(after_final) - 1 <= 3, [v["dependents"] for v in after_final]
 
 
 def test_failing_job_reports_exit_code_and_output_and_cancels_its_dependents(cjobs: CommerceJobs) -> None:
@@ -201,6 +264,133 @@ def test_an_image_that_cannot_be_pulled_fails_the_job_with_that_reason(
     wait_deleted(batch.list_namespaced_job, final["status"]["jobName"], namespace=namespace)
 
 
+AS_ROOT = 'container has runAsNonRoot and image will run as root (pod: "x", container: console)'
+
+
+def test_a_container_that_can_never_start_fails_at_once_with_the_kubelets_message_and_the_remedy(
+    cjobs: CommerceJobs, core: client.CoreV1Api, batch: client.BatchV1Api, namespace: str
+) -> None:
+    """The kubelet refuses an image that runs as root under runAsNonRoot (CreateContainerConfigError), and does so
+    at every try: the attempt fails at once, not after podStartTimeoutSeconds (3 s here). Its deleted pod then
+    reports exit code 137 (ContainerStatusUnknown), as a real kubelet's does: that is not the job's result."""
+    cjobs.create(
+        "as-root", command="silver:import",
+        podAnnotations=sim(**{"waiting-reason": "CreateContainerConfigError", "waiting-message": AS_ROOT,
+                              "killed-exit-code": "137"}),
+    )  # fmt: skip
+
+    final = cjobs.wait_final("as-root")
+
+    status = final["status"]
+    assert (status["state"], status["reason"]) == ("Failed", "CreateContainerConfigError")
+    assert AS_ROOT in status["message"]
+    assert "jobDefaults.podSecurityContext.runAsUser" in status["message"]  # what to do about it
+    assert status.get("exitCode") is None
+    assert condition(final)["message"] == status["message"]
+    # At once: well before the 3 s that a container gets to start (timestamps have whole seconds).
+    assert (ts(status["completionTime"]) - ts(status["startTime"])).total_seconds() < 3
+    failed = wait_for(core.list_namespaced_event, "", _event_on("as-root", "Failed"), namespace=namespace)
+    assert AS_ROOT in failed.message
+    assert "runAsUser" in failed.message
+    wait_deleted(batch.list_namespaced_job, status["jobName"], namespace=namespace)
+
+
+def test_a_missing_secret_may_still_appear_so_the_attempt_waits_for_the_start_timeout(cjobs: CommerceJobs) -> None:
+    missing = 'secret "shop-database" not found'
+    cjobs.create(
+        "no-secret", command="silver:import",
+        podAnnotations=sim(**{"waiting-reason": "CreateContainerConfigError", "waiting-message": missing,
+                              "killed-exit-code": "137"}),
+    )  # fmt: skip
+    waiting = cjobs.wait("no-secret", lambda o: (o.get("status") or {}).get("reason") == "CreateContainerConfigError")
+    assert waiting["status"]["state"] == "Running"
+    assert "unless the container starts" in waiting["status"]["message"]
+
+    final = cjobs.wait_final("no-secret")
+
+    status = final["status"]
+    assert (status["state"], status["reason"]) == ("Failed", "CreateContainerConfigError")
+    assert f"{missing} (not started within 3s)" in status["message"]
+    assert status.get("exitCode") is None
+    assert (ts(status["completionTime"]) - ts(status["startTime"])).total_seconds() >= 2
+
+
+def test_an_attempt_stopped_at_its_max_runtime_keeps_that_reason_not_the_exit_code_of_the_kill(
+    cjobs: CommerceJobs, core: client.CoreV1Api, namespace: str
+) -> None:
+    """A PHP process stopped by SIGTERM can exit 0 (seen on a real node): the simulated pod does so when deleted."""
+    cjobs.create(
+        "overrun", command="silver:import", maxRuntimeSeconds=2, maxRetries=1, retryBackoffSeconds=1,
+        podAnnotations=sim(duration="10m", **{"killed-exit-code": "0"}),
+    )  # fmt: skip
+
+    final = cjobs.wait_final("overrun")
+
+    status = final["status"]
+    assert (status["state"], status["reason"], status["attempts"]) == ("Terminated", "MaxRuntimeExceeded", 2)
+    assert status.get("exitCode") is None
+    retry = wait_for(core.list_namespaced_event, "", _event_on("overrun", "RetryScheduled"), namespace=namespace)
+    assert "attempt 1 failed (its max runtime of 2s was exceeded)" in retry.message
+
+
+def events_of(core: client.CoreV1Api, namespace: str, name: str, reason: str, quiet_seconds: int = 4) -> list[str]:
+    """The messages of the Events with this reason on a CommerceJob: those posted so far, and any that come within
+    ``quiet_seconds`` more (a watch: a retry with backoff would post again within them)."""
+    listed = core.list_namespaced_event(namespace)
+    messages = [e.message for e in listed.items if e.involved_object.name == name and e.reason == reason]
+    since = listed.metadata.resource_version
+    stream = watch.Watch().stream(core.list_namespaced_event, namespace, resource_version=since,
+                                  timeout_seconds=quiet_seconds)  # fmt: skip
+    for event in stream:
+        obj = event["object"]
+        if event["type"] == "ADDED" and obj.involved_object.name == name and obj.reason == reason:
+            messages.append(obj.message)
+    return messages
+
+
+def test_a_job_name_taken_by_someone_elses_job_fails_the_job_once_with_the_reason(
+    cjobs: CommerceJobs, core: client.CoreV1Api, batch: client.BatchV1Api, namespace: str
+) -> None:
+    """Issue 13: NameConflict was retried for ever, with a new Event each time."""
+    theirs = client.V1Job(
+        metadata=client.V1ObjectMeta(name="taken-1"),
+        spec=client.V1JobSpec(template=client.V1PodTemplateSpec(
+            metadata=client.V1ObjectMeta(annotations=sim(duration="10m")),
+            spec=client.V1PodSpec(restart_policy="Never", containers=[client.V1Container(name="c", image="x")]),
+        )),
+    )  # fmt: skip
+    batch.create_namespaced_job(namespace, theirs)
+    cjobs.create("taken", command="silver:import", dependingJobs=[{"name": "index", "command": "silver:index"}])
+
+    final = cjobs.wait_final("taken")
+
+    status = final["status"]
+    assert (status["state"], status["reason"], status["attempts"]) == ("Failed", "NameConflict", 0)
+    assert "Job taken-1 exists and belongs to someone else" in status["message"]
+    assert status["dependents"] == [{"name": "taken-index", "state": "Canceled"}]
+    wait_for(core.list_namespaced_event, "", _event_on("taken", "NameConflict"), namespace=namespace)
+    assert len(events_of(core, namespace, "taken", "NameConflict")) == 1
+    assert batch.read_namespaced_job("taken-1", namespace).metadata.owner_references is None  # theirs, untouched
+
+
+def test_a_commercejob_created_again_under_its_old_name_runs_once_the_old_jobs_are_gone(
+    cjobs: CommerceJobs, batch: client.BatchV1Api, namespace: str
+) -> None:
+    """The old CommerceJob's Job `again-1` may still exist when the new one starts: that conflict resolves by itself
+    (the garbage collector deletes it), so it is waited out, not made final."""
+    cjobs.create("again", command="silver:import", podAnnotations=sim(duration="10m"))
+    old = cjobs.wait_state("again", "Running")
+    wait_for(batch.list_namespaced_job, "again-1", lambda _: True, namespace=namespace)
+    cjobs.delete("again")
+    cjobs.create("again", command="silver:import", podAnnotations=sim())
+
+    final = cjobs.wait_final("again")
+
+    assert (final["status"]["state"], final["status"]["attempts"]) == ("Finished", 1)
+    job = batch.read_namespaced_job("again-1", namespace)
+    assert job.metadata.owner_references[0].uid == final["metadata"]["uid"] != old["metadata"]["uid"]
+
+
 def test_queue_limit_runs_one_at_a_time_by_priority_then_age(
     cjobs: CommerceJobs, batch: client.BatchV1Api, namespace: str
 ) -> None:
@@ -319,3 +509,29 @@ def test_the_spec_is_immutable_but_cancel(cluster: Cluster, crds: None, namespac
     canceled = apply("  command: silver:import\n  params: [tmp]\n  cancel: true\n")
     assert canceled.returncode == 0, canceled.stderr
     assert "cancel cannot be undone" in apply("  command: silver:import\n  params: [tmp]\n  cancel: false\n").stderr
+
+
+@pytest.mark.parametrize(
+    ("field", "before", "after"),
+    [
+        ("env", "[{name: A, value: '1'}]", "[{name: A, value: '2'}]"),
+        ("resources", "{limits: {cpu: '1'}}", "{limits: {cpu: '2'}}"),
+        ("volumes", "[{name: cache, emptyDir: {}}]", "[{name: cache, emptyDir: {medium: Memory}}]"),
+        ("podSecurityContext", "{runAsUser: 1000}", "{runAsUser: 0}"),
+        ("securityContext", "{readOnlyRootFilesystem: true}", "{readOnlyRootFilesystem: false}"),
+    ],
+)
+def test_the_kubernetes_objects_of_the_spec_are_immutable_inside_too(
+    cluster: Cluster, crds: None, namespace: str, field: str, before: str, after: str
+) -> None:
+    """As the README says, the spec cannot change after creation: not even inside env, resources, volumes or the
+    security contexts (a change would reach only the attempts started after it)."""
+
+    def apply(value: str) -> subprocess.CompletedProcess[str]:
+        return kubectl_apply(cluster, namespace, cjob_manifest(f"  command: silver:import\n  {field}: {value}\n"))
+
+    assert apply(before).returncode == 0
+    changed = apply(after)
+    assert changed.returncode != 0
+    assert f"spec.{field} is immutable: create a new CommerceJob instead" in changed.stderr
+    assert apply(before).returncode == 0  # unchanged: fine

@@ -20,14 +20,16 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client
+from playwright import sync_api as playwright_sync  # a dependency of the package's [test] extra: never skipped
 
 from commerce_jobs.devcluster.toolchain import Toolchain
 from tests.cjobs import CommerceJobs, sim
 from tests.conftest import Cluster
 from tests.e2e.conftest import REPO, kubectl, kubectl_apply
+from tests.e2e.test_security import apply_examples, as_user, wait_policy_enforced
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
-Browser, Page, expect = playwright_sync.Browser, playwright_sync.Page, playwright_sync.expect
+expect = playwright_sync.expect
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = REPO / "test-artifacts" / "console"
@@ -45,8 +47,8 @@ class User:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    # A missing browser fails these tests (a skipped test is not a passed one); `make test` installs it first.
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: run `make system-deps` (or apt-get install chromium)"
     with playwright_sync.sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
         yield launched
@@ -198,6 +200,47 @@ def test_cancel_stops_a_running_job_and_retry_runs_a_failed_one_again(
     assert cjobs.get("long")["spec"]["cancel"] is True
 
 
+def test_retry_is_the_users_own_request_so_an_admission_policy_applies_to_it(
+    page: Any, console: str, cjobs: CommerceJobs, cluster: Cluster, namespace: str
+) -> None:
+    """A shop operator (manifests/examples/rbac/shop-operator.yaml: create CommerceJobs, but a ValidatingAdmissionPolicy
+    lets the group create only `spec.templateRef`) retries through the console what kubectl would let them."""
+    assert cluster.local is not None  # the local control plane's static token of a member of shop-operators
+    apply_examples(cluster, namespace)
+    wait_policy_enforced(client.CustomObjectsApi(as_user(cluster, "shop-operator", "shop-operators")), namespace)
+    apply_template(cluster, namespace, "import-solr", sim(exit_code=3, output="no\n"))
+    cjobs.create("import-solr-x7k2p", templateRef={"name": "import-solr"})
+    cjobs.create("broken", command="silver:import", params=["tmp"], podAnnotations=sim(exit_code=3))
+    cjobs.wait_state("import-solr-x7k2p", "Failed")
+    cjobs.wait_state("broken", "Failed")
+    # The template changes after the job ran: its retry takes the template as it is now.
+    changed = kubectl(cluster, "patch", "commercejobtemplate", "import-solr", f"-n={namespace}", "--type=merge",
+                      '--patch={"spec": {"params": ["tmp", "--force"]}}')  # fmt: skip
+    assert changed.returncode == 0, changed.stderr
+
+    operator = User("shop-operator", cluster.local.pki.token("shop-operator"))
+    sign_in(page, console, operator)
+
+    # A job that came from a template: started from the template again, which the policy lets them do.
+    row(page, namespace, "import-solr-x7k2p").locator("button.retry").click()
+    flash = page.locator("#flash")
+    expect(flash).to_contain_text("retrying import-solr-x7k2p as import-solr-x7k2p-retry-")
+    retried = flash.inner_text().split()[3]
+    assert cjobs.get(retried)["metadata"]["annotations"]["commercejobs.dev/retry-of"] == "import-solr-x7k2p"
+    filled = cjobs.wait(retried, lambda o: "command" in o["spec"])  # the operator copied the template's fields in
+    assert filled["spec"]["params"] == ["tmp", "--force"]
+    message = flash.inner_text()
+
+    # A job with its own command: the policy refuses it for them, as it does with kubectl.
+    row(page, namespace, "broken").locator("button.retry").click()
+    expect(flash).to_contain_text("refused: ")
+    expect(flash).to_contain_text("shop operators may only start a CommerceJobTemplate")
+    shot(page, "retry-refused-by-policy")
+    names = [j["metadata"]["name"] for j in cjobs.list()]
+    assert not [n for n in names if n.startswith("broken-retry-")], names
+    assert message.endswith(" from template import-solr")
+
+
 def test_a_user_who_may_only_list_sees_jobs_but_is_refused_every_action(
     page: Any, console: str, cjobs: CommerceJobs, cluster: Cluster, namespace: str, lister: User
 ) -> None:
@@ -319,7 +362,8 @@ def test_the_chart_serves_the_console_behind_a_service_with_the_review_rights() 
     (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert "--console=0.0.0.0:8081" in container["args"]
-    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "console"}
+    # Ready = working, the console included (it starts before the workers): the operator's own readiness probe.
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     anonymous = subprocess.run(
         [helm, "template", "x", str(REPO / "charts/commerce-jobs"), "--set=console.enabled=true",
          "--set=console.authentication=false"], capture_output=True, text=True, check=True,

@@ -64,6 +64,11 @@ def test_the_documented_values_render_what_the_readme_says(helm: Path) -> None:
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}  # always, console or not
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]  # noqa: S108  (the emptyDir)
+    assert deployment["spec"]["minReadySeconds"] == 10
     assert "--all-namespaces" in container["args"]
     # The operator reads that configuration, whatever the values.
     from commerce_jobs.config import OperatorConfig
@@ -75,9 +80,11 @@ def test_watched_namespaces_get_a_role_each_and_no_cluster_role(helm: Path) -> N
     rendered = template(helm, "--set=watchNamespaces={shop-a,shop-b}")
     objects = kinds(rendered.stdout)
     assert "ClusterRole" not in objects
-    # Besides the Lease's Role in the release's namespace (test_leader_election_is_on_with_a_lease_role_...).
-    roles = [r for r in objects["Role"] if not r["metadata"]["name"].endswith("-leader-election")]
-    bindings = [b for b in objects["RoleBinding"] if not b["metadata"]["name"].endswith("-leader-election")]
+    # Besides the Lease's Role (test_leader_election_is_on_with_a_lease_role_...) and the one for the operator's own
+    # Events in the release's namespace, and the `helm test` hook's (test_the_helm_test_hook_...).
+    own = ("-leader-election", "-events", "-test")
+    roles = [r for r in objects["Role"] if not r["metadata"]["name"].endswith(own)]
+    bindings = [b for b in objects["RoleBinding"] if not b["metadata"]["name"].endswith(own)]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["shop-a", "shop-b"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["shop-a", "shop-b"]
     args = objects["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -93,6 +100,11 @@ def test_watched_namespaces_get_a_role_each_and_no_cluster_role(helm: Path) -> N
         ("queues.imports.maxRunning=0", "at '/queues/imports/maxRunning': minimum: got 0, want 1"),
         ("logFormat=xml", "at '/logFormat'"),
         ("jobDefaults.imagee=x", "additional properties 'imagee' not allowed"),
+        ("minReadySeconds=-1", "at '/minReadySeconds': minimum: got -1, want 0"),
+        ("tests.timeoutSeconds=1", "at '/tests/timeoutSeconds': minimum: got 1, want 10"),
+        ("tests.command=rm -rf", "at '/tests/command': 'rm -rf' does not match pattern"),
+        ("networkPolicy.apiServer.cidrs={10.0.0.1}", "at '/networkPolicy/apiServer/cidrs/0': '10.0.0.1' does not"),
+        ("networkPolicy.egress=x", "additional properties 'egress' not allowed"),
     ],
 )
 def test_wrong_values_are_rejected_with_a_clear_message(helm: Path, value: str, message: str) -> None:
@@ -154,7 +166,7 @@ def test_the_image_install_steps_work_in_a_clean_virtualenv(tmp_path: Path) -> N
     assert re.search(r"^FROM \$\{PYTHON_IMAGE\} AS build$", dockerfile, re.M)
     assert re.search(r"^ARG PYTHON_IMAGE=python:\d+\.\d+\.\d+-slim-\w+$", dockerfile, re.M)  # a pinned base
     assert re.search(r"^USER 65532:65532$", dockerfile, re.M)  # not root
-    assert re.search(r'^ENTRYPOINT \["commerce-jobs", "run", "--liveness=', dockerfile, re.M)
+    assert re.search(r'^ENTRYPOINT \["commerce-jobs"\]$', dockerfile, re.M)  # its argv: tests/unit/test_image_argv.py
     final_stage = dockerfile.split("\nFROM ")[-1]
     assert not re.search(r"pip install|apt-get|gcc", final_stage)  # no build tools in the final layer
     venv = tmp_path / "venv"
@@ -220,6 +232,15 @@ def test_leader_election_is_on_with_a_lease_role_limited_by_name(helm: Path) -> 
          "verbs": ["get", "update"]},
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
     ]  # fmt: skip
+
+
+def test_lease_timings_that_would_let_two_replicas_act_are_refused_at_render(helm: Path) -> None:
+    """Else the operator would exit 2 at start (LeaseTimings), and only the pod's log would say why."""
+    result = template(helm, "--set=leaderElection.renewDeadlineSeconds=20")
+    assert result.returncode != 0
+    assert "leaderElection needs retryPeriodSeconds < renewDeadlineSeconds < leaseDurationSeconds" in result.stderr
+    unused = template(helm, "--set=leaderElection.enabled=false", "--set=leaderElection.renewDeadlineSeconds=20")
+    assert unused.returncode == 0  # without leader election the timings are not used
 
 
 def test_two_replicas_without_leader_election_are_refused(helm: Path) -> None:

@@ -165,6 +165,54 @@ def test_job_pods_are_admitted_by_a_namespace_that_enforces_restricted(
     assert final["status"]["output"] == "ran\n"
 
 
+POD_SECURITY = {"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 2000, "supplementalGroups": [3000]}
+CONTAINER_SECURITY = {"readOnlyRootFilesystem": True, "runAsUser": 1001, "appArmorProfile": {"type": "RuntimeDefault"}}
+
+
+def assert_pod_carries_the_security_contexts(pod_spec: dict[str, Any]) -> None:
+    # Laid over the restricted baseline, which they do not loosen here.
+    assert pod_spec["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"},
+                                           **POD_SECURITY}  # fmt: skip
+    assert pod_spec["containers"][0]["securityContext"] == {
+        "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, **CONTAINER_SECURITY,
+    }  # fmt: skip
+
+
+def test_a_jobs_security_contexts_reach_its_pod_from_a_job_a_template_and_a_crontab_task(
+    cluster: Cluster, cjobs: CommerceJobs, core: client.CoreV1Api, batch: client.BatchV1Api, namespace: str
+) -> None:
+    """spec.podSecurityContext and spec.securityContext, as the README documents them: kept by the schema of each
+    kind (not pruned), and merged into the Job's pod template, so the pod runs with them."""
+    contexts = {"podSecurityContext": POD_SECURITY, "securityContext": CONTAINER_SECURITY}
+    api = client.ApiClient()
+    custom = client.CustomObjectsApi(cluster.api)
+    template = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CommerceJobTemplate", "metadata": {"name": "secured"},
+                "spec": {"command": "silver:import", **contexts}}  # fmt: skip
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "commercejobtemplates", template)
+    cron = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CommerceCronJob", "metadata": {"name": "secured-cron"},
+            "spec": {"schedule": "@yearly", "command": "ibexa:commerce:refresh-cache", **contexts}}  # fmt: skip
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "commercecronjobs", cron)
+    created = cjobs.create("secured", command="silver:import", **contexts)
+    cjobs.create("from-template", templateRef={"name": "secured"})
+
+    assert {k: created["spec"][k] for k in contexts} == contexts  # not pruned by the apiserver
+    for name in ("secured", "from-template"):
+        assert state(cjobs.wait_final(name)) == "Finished"
+        job = batch.read_namespaced_job(f"{name}-1", namespace)
+        assert_pod_carries_the_security_contexts(api.sanitize_for_serialization(job.spec.template.spec))
+        (pod,) = core.list_namespaced_pod(namespace, label_selector=f"batch.kubernetes.io/job-name={name}-1").items
+        assert_pod_carries_the_security_contexts(api.sanitize_for_serialization(pod.spec))
+    cronjob = wait_for(batch.list_namespaced_cron_job, "secured-cron", lambda _: True, namespace=namespace)
+    pod_template = api.sanitize_for_serialization(cronjob.spec.job_template.spec.template.spec)
+    assert_pod_carries_the_security_contexts(pod_template)
+
+    # What Kubernetes refuses in a securityContext is refused when the Job is created, with the apiserver's message.
+    cjobs.create("bad-context", command="silver:import", securityContext={"runAsUser": -1})
+    refused = cjobs.wait_final("bad-context")
+    assert (state(refused), refused["status"]["reason"]) == ("Failed", "InvalidSpec")
+    assert "securityContext.runAsUser" in refused["status"]["message"]
+
+
 # -- the chart's production values ------------------------------------------------------------------------------------
 def test_the_production_values_lint_clean_and_turn_the_allowlist_on(helm: Path) -> None:
     production = str(CHART / "values-production.yaml")

@@ -12,7 +12,7 @@ import yaml
 
 from tests.cjobs import CommerceJobs, sim, state
 from tests.conftest import Cluster
-from tests.e2e.conftest import REPO, commerce_jobs, kubectl
+from tests.e2e.conftest import REPO, commerce_jobs, kubectl, kubectl_apply
 
 pytestmark = pytest.mark.usefixtures("simulated_cluster")
 
@@ -55,6 +55,34 @@ def test_a_template_started_from_the_cli_runs_with_its_dependent(
     assert job["spec"]["params"] == ["tmp"]
     assert job["spec"]["templateRef"] == {"name": "import-solr"}
     assert job["metadata"]["labels"]["commercejobs.dev/template"] == "import-solr"
+
+
+def test_follow_after_a_retry_shows_each_attempts_output_and_each_final_state_once(
+    cluster: Cluster, cjobs: CommerceJobs, namespace: str
+) -> None:
+    # Attempt 1 exits 3, attempt 2 succeeds; each prints the same line, so it must show up twice.
+    template = {
+        "apiVersion": "commercejobs.dev/v1alpha1", "kind": "CommerceJobTemplate", "metadata": {"name": "flaky-import"},
+        "spec": {"command": "silver:import", "params": ["tmp"], "maxRetries": 1, "retryBackoffSeconds": 1,
+                 "podAnnotations": sim(exit_code=3, exit_code_attempt_2="0", duration="2s",
+                                       output="Imported 1250 products\n")},
+    }  # fmt: skip
+    applied = kubectl_apply(cluster, namespace, yaml.safe_dump(template))
+    assert applied.returncode == 0, applied.stderr
+
+    started = commerce_jobs(cluster, "start", "flaky-import", "-n", namespace, "--follow")
+
+    assert started.returncode == 0, started.stdout + started.stderr
+    lines = started.stdout.splitlines()
+    name = lines[0].split()[0].split("/")[1]
+    outputs = [i for i, line in enumerate(lines) if line == "Imported 1250 products"]
+    retry = next(i for i, line in enumerate(lines) if line.startswith(f"{name}: Running (RetryBackoff: attempt 1"))
+    final = lines.index(f"{name}: Finished, exit code 0")
+    assert len(outputs) == 2, started.stdout  # attempt 1's pod, then attempt 2's
+    assert outputs[0] < retry < outputs[1] < final, started.stdout
+    assert lines.count(f"{name}: Finished, exit code 0") == 1
+    assert f"{name}: Finished" not in lines  # the final state once, not once more without its exit code
+    assert (cjobs.get(name)["status"]["attempts"], cjobs.get(name)["status"]["state"]) == (2, "Finished")
 
 
 def test_the_kubectl_plugin_starts_a_template(

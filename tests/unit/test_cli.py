@@ -33,6 +33,19 @@ def test_import_config_writes_templates() -> None:
     assert (template["kind"], template["metadata"]["namespace"]) == ("CommerceJobTemplate", "shop")
 
 
+def test_import_config_names_the_unknown_keys_and_the_accepted_ones(tmp_path: Path) -> None:
+    config = tmp_path / "add_jobs.yaml"
+    config.write_text("parameters:\n  siso_control_center.default.add_jobs:\n"
+                      "    import_solr: {command: silver:import, description: Imports, schedule: daily}\n")  # fmt: skip
+    result = run("import-config", str(config))
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"commerce-jobs import-config: {config}: import_solr: unknown keys description, schedule"
+        " (an entry has only label, desc, command, params, depending_jobs)\n"
+    )
+    assert result.stdout == ""
+
+
 def test_a_bad_operator_configuration_stops_the_operator_at_once(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text("queues: {imports: {maxRunning: 0}}\n")

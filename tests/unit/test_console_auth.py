@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from kubernetes import client
+
 from commerce_jobs.console.auth import (
     AccessCache,
     Identity,
@@ -10,6 +12,7 @@ from commerce_jobs.console.auth import (
     csrf_ok,
     same_origin,
     token_review_body,
+    user_configuration,
 )
 from commerce_jobs.start import from_template, retry_of
 
@@ -107,11 +110,36 @@ def test_start_and_retry_build_new_jobs() -> None:
         "spec": {"command": "silver:import", "params": ["tmp"], "queue": "imports", "cancel": True,
                  "executeAfter": "2026-01-01T00:00:00Z", "templateRef": {"name": "import-solr"}},
     }  # fmt: skip
+    # Started from a template: started from it again, not with the spec that the operator filled in from it.
     retry = retry_of(failed, started_by="alice")
     assert retry["metadata"] == {
         "generateName": "import-solr-x7k2p-retry-",
         "labels": {"commercejobs.dev/template": "import-solr"},
         "annotations": {"commercejobs.dev/retry-of": "import-solr-x7k2p", "commercejobs.dev/started-by": "alice"},
     }
-    assert retry["spec"] == {"command": "silver:import", "params": ["tmp"], "queue": "imports",
-                             "templateRef": {"name": "import-solr"}}  # fmt: skip
+    assert retry["spec"] == {"templateRef": {"name": "import-solr"}}
+    # Any other job: the same spec, but for a cancel and a start time that has passed.
+    del failed["spec"]["templateRef"], failed["metadata"]["labels"]["commercejobs.dev/template"]
+    retry = retry_of(failed)
+    assert retry["metadata"] == {
+        "generateName": "import-solr-x7k2p-retry-",
+        "annotations": {"commercejobs.dev/retry-of": "import-solr-x7k2p"},
+    }
+    assert retry["spec"] == {"command": "silver:import", "params": ["tmp"], "queue": "imports"}
+
+
+def test_an_action_is_sent_with_the_users_token_and_no_credential_of_the_operator() -> None:
+    operator = client.Configuration()
+    operator.host = "https://10.96.0.1:443"
+    operator.ssl_ca_cert = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+    operator.api_key = {"authorization": "Bearer operator-token"}
+    operator.cert_file, operator.key_file = "/admin.crt", "/admin.key"
+    operator.refresh_api_key_hook = lambda config: None
+
+    user = user_configuration(operator, "alice-token")
+
+    assert (user.host, user.ssl_ca_cert, user.verify_ssl) == (operator.host, operator.ssl_ca_cert, True)
+    assert user.auth_settings() == {
+        "BearerToken": {"in": "header", "key": "authorization", "type": "api_key", "value": "Bearer alice-token"}
+    }
+    assert (user.cert_file, user.key_file, user.refresh_api_key_hook) == (None, None, None)

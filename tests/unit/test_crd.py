@@ -39,6 +39,49 @@ def test_depending_jobs_nest_exactly_to_the_documented_depth() -> None:
     assert rule["rule"] == "!has(self.dependingJobs)"
 
 
+def _empty_values(node: object, path: str = "") -> list[str]:
+    """Paths of empty strings, lists and maps: the apiserver drops them when it stores a CRD."""
+    found = []
+    if node in ("", [], {}) and not path.endswith(".subresources.status"):
+        found.append(path)
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += _empty_values(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += _empty_values(value, f"{path}[{index}]")
+    return found
+
+
+@pytest.mark.parametrize("filename", sorted(crd.CRDS))
+def test_the_crds_hold_nothing_that_the_apiserver_would_drop_or_default(filename: str) -> None:
+    # An empty description (or list, or map) is dropped when the CRD is stored, so the stored CRD differs from the
+    # applied one, and a second manager's server-side apply conflicts on .spec.versions (tests/e2e/test_install.py).
+    stored = yaml.safe_load((CRDS / filename).read_text())
+    assert _empty_values(stored) == []
+    assert stored["spec"]["conversion"] == {"strategy": "None"}  # the apiserver's default, written out
+
+
+@pytest.mark.parametrize("filename", sorted(crd.CRDS))
+def test_every_kind_keeps_the_pod_and_container_security_contexts(filename: str) -> None:
+    # The README documents spec.podSecurityContext and spec.securityContext; without them in the schema the
+    # apiserver would prune them. Their keys are kept as written: the Job's own validation checks them.
+    spec = yaml.safe_load((CRDS / filename).read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    properties = spec["properties"]["spec"]["properties"]
+    for name in ("podSecurityContext", "securityContext"):
+        assert properties[name]["type"] == "object"
+        assert properties[name]["x-kubernetes-preserve-unknown-fields"] is True
+
+
+def test_a_schedule_is_checked_by_a_rule_whose_message_a_person_reads() -> None:
+    spec = crd.commercecronjob_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    schedule = spec["properties"]["schedule"]
+    assert "pattern" not in schedule  # its refusal would quote the regular expression
+    (rule,) = schedule["x-kubernetes-validations"]
+    assert rule["message"].startswith("a schedule is 5 fields (minute hour day-of-month month day-of-week")
+    assert "@hourly" in rule["message"]
+
+
 def test_depends_on_is_a_commercejob_field_only_with_its_column_in_wide() -> None:
     """Templates and CommerceCronJobs are unchanged: a dependency names a job that exists, which they cannot."""
     job = crd.commercejob_crd()["spec"]["versions"][0]

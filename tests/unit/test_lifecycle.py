@@ -137,3 +137,62 @@ def test_a_condition_keeps_its_transition_time_while_its_status_holds() -> None:
                conditions=[{"type": "Succeeded", "status": "Unknown", "lastTransitionTime": earlier}])  # fmt: skip
     d = decide(job, {}, NOW, admitted=False)
     assert d.status["conditions"][0]["lastTransitionTime"] == earlier
+
+
+AS_ROOT = "container console: CreateContainerConfigError: container has runAsNonRoot and image will run as root"
+
+
+def test_a_container_that_can_never_start_fails_its_attempt_at_once_with_the_message_and_remedy() -> None:
+    problem = lifecycle.PodProblem("CreateContainerConfigError", AS_ROOT, NOW, remedy="Set runAsUser.")
+    running = cjob(state="Running", attempts=1, jobName="import-1", startTime="2026-11-22T11:59:59Z")
+    d = decide(running, {1: JobView("import-1", 1)}, NOW, admitted=True, problem=problem)
+    assert (d.finish, d.delete_jobs) == ("Failed", ["import-1"])
+    # Its pod, deleted, reports exit code 137 (ContainerStatusUnknown): the kill's, not the job's.
+    status = lifecycle.final_status(running, d.finish, d.collect, AttemptResult(137, "", False), NOW)
+    assert status["message"] == f"silver:import failed: {AS_ROOT}. Set runAsUser."
+    assert status["exitCode"] is None
+    assert status["reason"] == status["conditions"][0]["reason"] == "CreateContainerConfigError"
+
+
+def test_a_container_that_may_still_start_gets_the_start_timeout() -> None:
+    problem = lifecycle.PodProblem("ImagePullBackOff", "container console: ImagePullBackOff: not found", NOW)
+    running = cjob(state="Running", attempts=1, jobName="import-1")
+    waiting = decide(running, {1: JobView("import-1", 1)}, NOW, admitted=True, problem=problem,
+                     start_timeout=timedelta(seconds=30))  # fmt: skip
+    assert waiting.finish is None
+    assert waiting.requeue_after == 30
+    assert waiting.status["reason"] == "ImagePullBackOff"
+    late = NOW + timedelta(seconds=30)
+    d = decide(running, {1: JobView("import-1", 1)}, late, admitted=True, problem=problem,
+               start_timeout=timedelta(seconds=30))  # fmt: skip
+    assert (d.finish, d.delete_jobs) == ("Failed", ["import-1"])
+    status = lifecycle.final_status(running, d.finish, d.collect, AttemptResult(137, "", False), late)
+    assert status["message"] == (
+        "silver:import failed: container console: ImagePullBackOff: not found (not started within 30s)"
+    )
+    assert status["exitCode"] is None
+
+
+def test_a_stopped_attempt_with_retries_left_says_why_it_stopped() -> None:
+    problem = lifecycle.PodProblem("InvalidImageName", "container console: InvalidImageName: bad", NOW, "Fix it.")
+    running = cjob({"maxRetries": 1, "retryBackoffSeconds": 5}, state="Running", attempts=1, jobName="import-1")
+    d = decide(running, {1: JobView("import-1", 1)}, NOW, admitted=True, problem=problem)
+    assert d.retry_at == NOW + timedelta(seconds=5)
+    assert d.delete_jobs == ["import-1"]
+    status = lifecycle.retry_status(running, d.collect, AttemptResult(137, "", False), d.retry_at, NOW)
+    assert status["message"].startswith("attempt 1 failed (container console: InvalidImageName: bad. Fix it.)")
+    assert status["exitCode"] is None
+
+
+def test_an_attempt_past_its_max_runtime_keeps_that_reason_whatever_its_exit_code() -> None:
+    """A PHP process stopped by SIGTERM can exit 0 (realnode.md); the kubelet's kill gives 137."""
+    failed = JobView("import-1", 1, failed=True, failure_reason="DeadlineExceeded", finished_at=NOW)
+    job = cjob({"maxRuntimeSeconds": 5}, state="Running", attempts=1)
+    for code in (0, 137, 143):
+        status = lifecycle.final_status(job, "Terminated", failed, AttemptResult(code, "half done\n", False), NOW)
+        assert (status["state"], status["reason"], status["exitCode"]) == ("Terminated", "MaxRuntimeExceeded", None)
+        assert status["output"] == "half done\n"  # what it printed before it was stopped is kept
+    retried = cjob({"maxRuntimeSeconds": 5, "maxRetries": 1}, state="Running", attempts=1)
+    status = lifecycle.retry_status(retried, failed, AttemptResult(0, "", False), NOW, NOW)
+    assert status["message"].startswith("attempt 1 failed (its max runtime of 5s was exceeded)")
+    assert status["exitCode"] is None

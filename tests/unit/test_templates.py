@@ -45,7 +45,11 @@ def test_every_scope_and_a_bare_mapping_are_read() -> None:
         ),
         ({"parameters": {"other": 1}}, "no siso_control_center"),
         ({"j": {"command": "x", "params": "tmp"}}, "j: params must be a list"),
-        ({"j": {"command": "x", "when": "daily"}}, "j: unknown keys when"),
+        (
+            {"j": {"command": "x", "when": "daily", "cron": 1}},
+            r"^j: unknown keys cron, when \(an entry has only label, desc, command, params, depending_jobs\)$",
+        ),
+        ({"j": "silver:import"}, "j: expected a mapping with the keys label, desc, command, params, depending_jobs"),
         ({"j": {"command": "x", "depending_jobs": {"k": {"label": "k"}}}}, "j.k: no command"),
     ],
 )

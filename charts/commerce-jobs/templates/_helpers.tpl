@@ -45,3 +45,35 @@ retention: {{ toJson .Values.retention }}
 allowedCommands: {{ toJson . }}
 {{- end }}
 {{- end -}}
+
+{{/* `helm test`: the namespace of its CommerceJob (one that the operator watches), and the job's name. */}}
+{{- define "commerce-jobs.testNamespace" -}}
+{{- $namespace := .Values.tests.namespace | default (first .Values.watchNamespaces) | default .Release.Namespace -}}
+{{- if and .Values.watchNamespaces (not (has $namespace .Values.watchNamespaces)) -}}
+{{- fail (printf "tests.namespace %s is not one of watchNamespaces: the operator would never run its job" $namespace) -}}
+{{- end -}}
+{{- $namespace -}}
+{{- end -}}
+
+{{- define "commerce-jobs.testJobName" -}}
+{{- printf "%s-helm-test" (include "commerce-jobs.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The test hook's labels: not the operator's selector labels, so that neither the console's Service nor the
+NetworkPolicy selects its pod. */}}
+{{- define "commerce-jobs.testLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: helm-test
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* The operator's image: by digest when one is given, else by tag (default: the chart's appVersion). */}}
+{{- define "commerce-jobs.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+{{- end -}}

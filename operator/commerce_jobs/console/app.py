@@ -1,10 +1,11 @@
 """The jobs console: the Back Office's "e-commerce jobs" page, served by the operator (aiohttp; thin handlers).
 
 The list is rendered from the controller's cache (no LIST per request); the expanded view reads one CommerceJob, and
-follows a running pod's log. Actions are checked with a SubjectAccessReview for the signed-in user and then done
-with the operator's own credentials (it may create and patch CommerceJobs already): impersonation would need the
-far larger right to impersonate any user. Each created job records who asked for it in an annotation, and the
-operator logs it.
+follows a running pod's log. Actions are checked with a SubjectAccessReview for the signed-in user (to show or hide
+the buttons, and to refuse early), and their writes are then sent with the user's own bearer token, never with the
+operator's rights: RBAC and admission policies (such as "this group may only start templates") judge them as the
+same request from kubectl. Impersonation would do the same but needs the far larger right to act as anyone. Each
+created job records who asked for it in an annotation, and the operator logs it.
 """
 
 from __future__ import annotations
@@ -26,10 +27,19 @@ from kubernetes.client.exceptions import ApiException
 
 from commerce_jobs import lifecycle
 from commerce_jobs.console import render
-from commerce_jobs.console.auth import SESSION_COOKIE, Identity, Reviewer, Session, Sessions, csrf_ok, same_origin
+from commerce_jobs.console.auth import (
+    SESSION_COOKIE,
+    Identity,
+    Reviewer,
+    Session,
+    Sessions,
+    csrf_ok,
+    same_origin,
+    user_configuration,
+)
 from commerce_jobs.console.live import Changes, follow_log, started_pod
 from commerce_jobs.controller import CommerceJobController
-from commerce_jobs.kubeapi import GROUP, PLURAL, VERSION
+from commerce_jobs.kubeapi import GROUP, PLURAL, VERSION, api_message
 from commerce_jobs.start import from_template, retry_of
 
 log = logging.getLogger("commerce_jobs.console")
@@ -71,6 +81,7 @@ class Console:
         self.controller = controller
         self.settings = settings
         self.namespaces = namespaces  # the operator's namespaces; empty: all
+        self.api = api
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
         # The console's API calls have threads of their own: they never wait behind the controller's.
@@ -97,6 +108,31 @@ class Console:
             if e.status == 404:
                 raise web.HTTPNotFound(text=missing) from e
             log.warning("console: the apiserver answered %s %s", e.status, e.reason)
+            raise web.HTTPBadGateway(text=f"the apiserver answered {e.status} {e.reason}") from e
+
+    async def _as_user(self, session: Session, missing: str, call: Callable[[client.CustomObjectsApi], Any]) -> Any:
+        """A write on behalf of the signed-in user, sent with the user's own token: the apiserver's refusal (RBAC, an
+        admission policy, the CRD's rules) is the page's, with its message."""
+
+        def run() -> Any:
+            with client.ApiClient(user_configuration(self.api.configuration, session.token)) as api:
+                return call(client.CustomObjectsApi(api))
+
+        try:
+            return await self._call(run)
+        except ApiException as e:
+            message = api_message(e)
+            if e.status == 404:
+                raise web.HTTPNotFound(text=missing) from e
+            if e.status == 401:  # the token expired or was revoked since the last check
+                self.sessions.drop(session.id)
+                raise web.HTTPUnauthorized(text="sign in again") from e
+            log.info("console: the apiserver refused %s: %s %s", session.identity.username, e.status, message)
+            refusals: dict[int, type[web.HTTPClientError]] = {
+                403: web.HTTPForbidden, 409: web.HTTPConflict, 422: web.HTTPUnprocessableEntity,
+            }  # fmt: skip
+            if e.status in refusals:
+                raise refusals[e.status](text=message) from e
             raise web.HTTPBadGateway(text=f"the apiserver answered {e.status} {e.reason}") from e
 
     # -- lifecycle --------------------------------------------------------------------------------------------------
@@ -390,14 +426,14 @@ class Console:
         read = self.custom.get_namespaced_custom_object
         await self._api(missing, read, GROUP, VERSION, namespace, "commercejobtemplates", template)
         body = from_template(template, started_by=session.identity.username)
-        created = await self._api(missing, self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace,
-                                  PLURAL, body)  # fmt: skip
+        created = await self._as_user(session, missing, lambda api: api.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, body))  # fmt: skip
         return self._done(request, session, f"started {created['metadata']['name']} from template {template}")
 
     async def cancel_job(self, request: web.Request) -> web.Response:
         session, namespace, name = await self._authorize(request, "patch")
-        await self._api(GONE, self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name,
-                        {"spec": {"cancel": True}})  # fmt: skip
+        await self._as_user(session, GONE, lambda api: api.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, {"spec": {"cancel": True}}))  # fmt: skip
         return self._done(request, session, f"asked {name} to cancel")
 
     async def retry_job(self, request: web.Request) -> web.Response:
@@ -406,9 +442,15 @@ class Console:
         if render.state_of(job) not in render.RETRYABLE:
             raise web.HTTPConflict(text=f"{name} is {render.state_of(job)}: only failed jobs are retried")
         body = retry_of(job, started_by=session.identity.username)
-        created = await self._api(GONE, self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace,
-                                  PLURAL, body)  # fmt: skip
-        return self._done(request, session, f"retrying {name} as {created['metadata']['name']}")
+        template = body["spec"].get("templateRef", {}).get("name")
+        if template:  # started from its template again: which must still exist
+            missing = f"{name} cannot be retried: no CommerceJobTemplate {template} in {namespace}"
+            read = self.custom.get_namespaced_custom_object
+            await self._api(missing, read, GROUP, VERSION, namespace, "commercejobtemplates", template)
+        created = await self._as_user(session, GONE, lambda api: api.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, body))  # fmt: skip
+        how = f" from template {template}" if template else ""
+        return self._done(request, session, f"retrying {name} as {created['metadata']['name']}{how}")
 
     def _done(self, request: web.Request, session: Session, message: str) -> web.Response:
         log.info("console: %s %s", session.identity.username, message)

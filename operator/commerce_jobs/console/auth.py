@@ -3,7 +3,9 @@
 A user signs in with a bearer token, which a TokenReview validates; the session keeps it in this process's memory
 only (never logged, never sent back) and validates it again every few minutes, so a deleted ServiceAccount or an
 expired token ends the session. Each view and action asks a SubjectAccessReview for that user; answers are cached
-for a few seconds, so a page with live updates does not ask the apiserver on every event.
+for a few seconds, so a page with live updates does not ask the apiserver on every event. An action's write is then
+sent with the user's own token (``user_configuration``), so RBAC and admission policies judge it as they would the
+same request from kubectl.
 """
 
 from __future__ import annotations
@@ -114,6 +116,18 @@ def same_origin(headers: Mapping[str, str], host: str) -> bool:
     if referer:
         return urlsplit(referer).netloc.lower() == host.lower()
     return False
+
+
+def user_configuration(base: client.Configuration, token: str) -> client.Configuration:
+    """The operator's way to the apiserver (address, CA, proxy) with the user's bearer token as the only credential:
+    what is sent with it is the user's own request, never the operator's (no client certificate, no other token)."""
+    user = client.Configuration()
+    user.host = base.host
+    for name in ("verify_ssl", "ssl_ca_cert", "ca_cert_data", "assert_hostname", "tls_server_name", "proxy",
+                 "proxy_headers", "no_proxy"):  # fmt: skip
+        setattr(user, name, getattr(base, name, None))
+    user.api_key = {"authorization": f"Bearer {token}"}
+    return user
 
 
 class AccessCache:

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Builds the local control plane's binaries from Go modules at the versions pinned in tools.env (beside this script):
-# kube-apiserver, kube-controller-manager, kube-scheduler and kubectl; etcd; kwok; helm.
+# kube-apiserver, kube-controller-manager, kube-scheduler and kubectl; etcd; kwok; helm. And the real node's:
+# kubelet and kube-proxy; containerd, its runc shim and ctr; the pause image (our own static Go program in pause/,
+# packaged by umoci as an OCI archive).
 #
 # Everything lands under ${COMMERCE_JOBS_CACHE:-~/.cache/commerce-jobs}: one directory per tool and version
 # (written atomically, so a cut-off build never leaves a half tool behind), the Go module and build caches, and
 # bin/ with a symlink per binary. A tool whose directory exists is not built again.
 #
-# Usage: hack/build-tools.sh [kubernetes|etcd|kwok|helm ...]   (default: all)
+# Usage: build-tools.sh [kubernetes|etcd|kwok|helm|kubernetes-node|containerd|pause ...]   (default: all)
+#        build-tools.sh pause-key
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -47,43 +50,130 @@ new_wrapper() {
   (cd "$dir" && go mod init commercejobs.local/toolbuild >/dev/null 2>&1)
 }
 
-build_kubernetes() {
-  local v="$KUBERNETES_VERSION" dir="$TOOLS/kubernetes-$KUBERNETES_VERSION"
-  if [[ -x "$dir/kube-apiserver" ]]; then link_bins "$dir"; log "kubernetes $v: cached"; return; fi
-  log "kubernetes $v: building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (cold: ~20 min)"
-  local stage wrap gomod staging minor m
-  stage="$(new_stage kubernetes "$v")"
-  wrap="$CACHE/wrappers/kubernetes-$v"
+# kubernetes_wrapper DIR VERSION: a wrapper module in DIR for k8s.io/kubernetes@VERSION. The staging modules are
+# derived from k8s.io/kubernetes' own go.mod: each is required at v0.0.0 and replaced by ./staging/... there; here
+# each is replaced by its published v0.MINOR.PATCH tag. Leaves the shell in DIR.
+kubernetes_wrapper() {
+  local wrap="$1" v="$2" gomod staging m godebug count=0
   new_wrapper "$wrap"
   cd "$wrap"
-  # Derive the staging modules from k8s.io/kubernetes' own go.mod: each is required at v0.0.0 and replaced by
-  # ./staging/... there; here each is replaced by its published v0.MINOR.PATCH tag.
   gomod="$(go mod download -json "k8s.io/kubernetes@$v" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')"
   staging="v0.${v#v1.}"
-  local count=0
   for m in $(awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$gomod" | sort -u); do
     go mod edit -replace="$m=$m@$staging"
     count=$((count + 1))
   done
   [[ $count -gt 20 ]] || { log "found only $count staging modules in $gomod"; exit 1; }
   log "kubernetes $v: replaced $count staging modules with $staging"
-  local godebug
   godebug="$(awk '$1 == "godebug" {print $2}' "$gomod" | head -1)"
   [[ -n "$godebug" ]] && go mod edit -godebug="$godebug"
-  go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@$v" "k8s.io/kubernetes/cmd/kube-controller-manager@$v" \
-    "k8s.io/kubernetes/cmd/kube-scheduler@$v" "k8s.io/kubernetes/cmd/kubectl@$v"
+  return 0
+}
+
+# kubernetes_ldflags VERSION: the linker flags that stamp the version, as Kubernetes' own build does.
+kubernetes_ldflags() {
+  local v="$1" minor x ld="-s -w"
   minor="$(echo "$v" | cut -d. -f2)"
-  local x ld="-s -w"
   for x in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld+=" -X $x.gitVersion=$v -X $x.gitMajor=1 -X $x.gitMinor=$minor -X $x.gitTreeState=clean"
     ld+=" -X $x.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   done
-  go build -trimpath -pgo=off -ldflags "$ld" -o "$stage/" \
+  echo "$ld"
+}
+
+build_kubernetes() {
+  local v="$KUBERNETES_VERSION" dir="$TOOLS/kubernetes-$KUBERNETES_VERSION"
+  if [[ -x "$dir/kube-apiserver" ]]; then link_bins "$dir"; log "kubernetes $v: cached"; return; fi
+  log "kubernetes $v: building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (cold: ~20 min)"
+  local stage
+  stage="$(new_stage kubernetes "$v")"
+  kubernetes_wrapper "$CACHE/wrappers/kubernetes-$v" "$v"
+  go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@$v" "k8s.io/kubernetes/cmd/kube-controller-manager@$v" \
+    "k8s.io/kubernetes/cmd/kube-scheduler@$v" "k8s.io/kubernetes/cmd/kubectl@$v"
+  go build -trimpath -pgo=off -ldflags "$(kubernetes_ldflags "$v")" -o "$stage/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
   "$stage/kube-apiserver" --version | grep -qx "Kubernetes $v" || { log "version stamp missing"; exit 1; }
   finish_stage kubernetes "$v" "$stage"
   log "kubernetes $v: done"
+}
+
+# The real node's kubelet and kube-proxy: same version and technique as build_kubernetes, in a wrapper and a tool
+# directory of their own, so that the control plane's cache stays valid. With a warm Go cache: about 1 min.
+build_kubernetes_node() {
+  local v="$KUBERNETES_VERSION" dir="$TOOLS/kubernetes-node-$KUBERNETES_VERSION"
+  if [[ -x "$dir/kubelet" && -x "$dir/kube-proxy" ]]; then link_bins "$dir"; log "kubernetes-node $v: cached"; return; fi
+  log "kubernetes-node $v: building kubelet, kube-proxy (cold: ~7 min, warm Go cache: ~1 min)"
+  local stage
+  stage="$(new_stage kubernetes-node "$v")"
+  kubernetes_wrapper "$CACHE/wrappers/kubernetes-node-$v" "$v"
+  go get -tool "k8s.io/kubernetes/cmd/kubelet@$v" "k8s.io/kubernetes/cmd/kube-proxy@$v"
+  go build -trimpath -pgo=off -ldflags "$(kubernetes_ldflags "$v")" -o "$stage/" \
+    k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
+  "$stage/kubelet" --version | grep -qx "Kubernetes $v" || { log "kubelet: version stamp missing"; exit 1; }
+  "$stage/kube-proxy" --version | grep -qx "Kubernetes $v" || { log "kube-proxy: version stamp missing"; exit 1; }
+  finish_stage kubernetes-node "$v" "$stage"
+  log "kubernetes-node $v: done"
+}
+
+# containerd 2.x, its runc shim and ctr. Static (no cgo): no btrfs snapshotter (it needs cgo), and the pure-Go user
+# and DNS lookups. runc itself comes from Debian.
+build_containerd() {
+  local v="$CONTAINERD_VERSION" dir="$TOOLS/containerd-$CONTAINERD_VERSION"
+  if [[ -x "$dir/containerd" && -x "$dir/containerd-shim-runc-v2" && -x "$dir/ctr" ]]; then
+    link_bins "$dir"; log "containerd $v: cached"; return
+  fi
+  log "containerd $v: building containerd, containerd-shim-runc-v2, ctr (~3 min)"
+  local stage mod="github.com/containerd/containerd/v2"
+  stage="$(new_stage containerd "$v")"
+  GOBIN="$stage" go install -trimpath -tags "no_btrfs osusergo netgo" \
+    -ldflags "-s -w -X $mod/version.Version=$v -X $mod/version.Package=$mod" \
+    "$mod/cmd/containerd@$v" "$mod/cmd/containerd-shim-runc-v2@$v" "$mod/cmd/ctr@$v"
+  "$stage/containerd" --version | grep -q " $v" || { log "containerd reports a wrong version"; exit 1; }
+  finish_stage containerd "$v" "$stage"
+  log "containerd $v: done"
+}
+
+# The pod sandbox's image: pause/ (beside this script) built as a static binary and packaged by umoci as an OCI
+# archive, user 65535, named by the content key of its source (pause_key), so any change to it builds a new one.
+# The archive's index carries the fully qualified name (io.containerd.image.name) for `ctr images import`.
+pause_key() { cat "$HERE/pause/go.mod" "$HERE/pause/main.go" | sha256sum | cut -c1-12; }
+
+build_pause() {
+  local key dir
+  key="$(pause_key)"
+  dir="$TOOLS/pause-$key"
+  if [[ -f "$dir/pause.oci.tar" ]]; then log "pause $key: cached"; return; fi
+  command -v umoci >/dev/null || { log "umoci is missing: run \`make system-deps\`"; exit 1; }
+  log "pause $key: building"
+  local stage ref="localhost/commerce-jobs/node-pause:$key"
+  stage="$(new_stage pause "$key")"
+  (cd "$HERE/pause" && go build -trimpath -ldflags "-s -w" -o "$stage/rootfs/pause" .)
+  chmod 0755 "$stage/rootfs/pause"
+  touch -d @0 "$stage/rootfs/pause"
+  umoci init --layout "$stage/layout"
+  umoci new --image "$stage/layout:pause"
+  umoci insert --image "$stage/layout:pause" --history.created_by "commerce-jobs build-tools.sh" \
+    "$stage/rootfs/pause" /pause
+  umoci config --image "$stage/layout:pause" --os linux --architecture amd64 \
+    --config.user 65535:65535 --config.entrypoint /pause --config.stopsignal SIGINT
+  umoci gc --layout "$stage/layout"
+  python3 - "$stage/layout/index.json" "$ref" <<'PY'
+import json, sys
+path, ref = sys.argv[1], sys.argv[2]
+index = json.load(open(path))
+index["mediaType"] = "application/vnd.oci.image.index.v1+json"
+(manifest,) = index["manifests"]
+manifest["annotations"] = {"io.containerd.image.name": ref, "org.opencontainers.image.ref.name": ref.rpartition(":")[2]}
+manifest["platform"] = {"architecture": "amd64", "os": "linux"}
+json.dump(index, open(path, "w"))
+PY
+  tar -C "$stage/layout" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
+    -cf "$stage/pause.oci.tar" oci-layout index.json blobs
+  echo "$ref" >"$stage/ref"
+  rm -rf "$stage/rootfs" "$stage/layout"
+  rm -rf "$dir"; mv "$stage" "$dir"
+  log "pause $key: done ($ref)"
 }
 
 build_etcd() {
@@ -137,11 +227,14 @@ build_helm() {
   log "helm $v: done"
 }
 
+# `build-tools.sh pause-key` prints the pause image's key (commerce_jobs.devcluster.toolchain computes the same).
+if [[ "${1:-}" == pause-key ]]; then pause_key; exit 0; fi
+
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(kubernetes etcd kwok helm)
+[[ ${#targets[@]} -gt 0 ]] || targets=(kubernetes etcd kwok helm kubernetes-node containerd pause)
 for t in "${targets[@]}"; do
   case "$t" in
-    kubernetes | etcd | kwok | helm) "build_$t" ;;
+    kubernetes | etcd | kwok | helm | kubernetes-node | containerd | pause) "build_${t//-/_}" ;;
     *) log "unknown tool: $t"; exit 2 ;;
   esac
 done

@@ -59,6 +59,15 @@ class ProcessRecord:
     def from_json(cls, data: dict[str, Any]) -> ProcessRecord:
         return cls(**data)
 
+    @classmethod
+    def current(cls, name: str) -> ProcessRecord:
+        """The record of this very process (e.g. the command that is starting a cluster)."""
+        pid = os.getpid()
+        ticks = _start_ticks(pid)
+        if ticks is None:
+            raise RuntimeError("/proc has no entry for this process")
+        return cls(name=name, pid=pid, start_ticks=ticks, log="")
+
 
 def _reap(pid: int, timeout: float) -> None:
     # A Go program's main thread can show as a zombie while its other threads still exit; the process can only be

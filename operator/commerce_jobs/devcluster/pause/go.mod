@@ -1,0 +1,3 @@
+module commercejobs.local/pause
+
+go 1.26
