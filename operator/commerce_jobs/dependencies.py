@@ -27,7 +27,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from commerce_jobs.lifecycle import FINAL_STATES, FINISHED, PENDING, format_time, parse_time
+from commerce_jobs.lifecycle import (
+    CANCELED,
+    FAILED,
+    FINAL_STATES,
+    FINISHED,
+    PENDING,
+    format_time,
+    parse_time,
+    state_patch,
+)
 
 Key = tuple[str, str]  # (namespace, name) of a CommerceJob
 
@@ -129,6 +138,36 @@ def decide(
     if unfinished:
         return Verdict(WAIT, WAITING, f"waits for {_states(entries, unfinished)}", entries, unfinished)
     return Verdict(READY, entries=entries)
+
+
+def waiting_patch(cjob: Mapping[str, Any], verdict: Verdict, now: datetime) -> dict[str, Any] | None:
+    """The status of a job that waits for its dependencies: Pending, naming those not Finished; None when its status
+    says so already (no write for nothing)."""
+    fields = verdict.status_fields()
+    status = cjob.get("status") or {}
+    recorded = {k: status.get(k) for k in ("reason", "message", *fields)}
+    if state_of(cjob) == PENDING and recorded == {"reason": WAITING, "message": verdict.message, **fields}:
+        return None
+    patch = state_patch(dict(cjob), PENDING, "Unknown", WAITING, verdict.message, now)
+    patch.update(fields)
+    return patch
+
+
+def end_patch(cjob: Mapping[str, Any], verdict: Verdict, now: datetime) -> dict[str, Any]:
+    """The status of a job that its dependencies end before it started: Canceled (CANCEL) or Failed (FAIL)."""
+    final = CANCELED if verdict.outcome == CANCEL else FAILED
+    patch = state_patch(dict(cjob), final, "False", verdict.reason, verdict.message, now)
+    patch["completionTime"] = format_time(now)
+    patch.update(verdict.status_fields())
+    return patch
+
+
+def ready_fields(cjob: Mapping[str, Any], verdict: Verdict) -> dict[str, Any]:
+    """What a job that may start now still has to record of its dependencies (all Finished, no WAITING ON); {} when
+    its status says so already."""
+    status = cjob.get("status") or {}
+    fields = verdict.status_fields()
+    return {} if all(status.get(k) == v for k, v in fields.items()) else fields
 
 
 def _each(

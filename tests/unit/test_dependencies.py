@@ -338,3 +338,40 @@ def test_retention_keeps_what_a_job_that_is_not_final_names() -> None:
     ])  # fmt: skip
     # A running job's dependencies too: its page still shows them; the old ones of a final job go.
     assert kept == {("shop", "import"), ("shop", "seed"), ("shop", "base"), ("other", "import")}
+
+
+# -- the status that records a verdict ------------------------------------------------------------------------------
+def test_a_waiting_job_writes_its_status_once_and_again_only_when_what_it_waits_for_changes() -> None:
+    d = job("index", "a", "b")
+    verdict = decide(d, {"a": running("a"), "b": job("b")}, NOW)
+    patch = dependencies.waiting_patch(d, verdict, NOW)
+    assert patch is not None
+    assert (patch["state"], patch["reason"], patch["waitingOn"]) == ("Pending", WAITING, "a, b")
+    assert patch["conditions"][0]["status"] == "Unknown"
+    written = {**d, "status": patch}
+    assert dependencies.waiting_patch(written, decide(written, {"a": running("a"), "b": job("b")}, NOW), NOW) is None
+    moved_on = decide(written, {"a": finished("a"), "b": job("b")}, NOW)
+    again = dependencies.waiting_patch(written, moved_on, NOW)
+    assert again is not None
+    assert (again["waitingOn"], again["message"]) == ("b", "waits for b (Pending)")
+
+
+def test_an_end_for_dependencies_is_final_with_its_reason_and_no_waiting_on() -> None:
+    d = job("index", "a")
+    canceled = dependencies.end_patch(d, decide(d, {"a": job("a", state="Failed")}, NOW), NOW)
+    assert (canceled["state"], canceled["reason"], canceled["waitingOn"]) == ("Canceled", DEPENDENCY_FAILED, None)
+    assert canceled["conditions"][0]["status"] == "False"
+    assert canceled["completionTime"] == "2026-12-03T09:00:00Z"
+    failed = dependencies.end_patch(d, decide(d, {"a": None}, NOW + GRACE), NOW + GRACE)
+    assert (failed["state"], failed["reason"]) == ("Failed", NOT_FOUND)
+
+
+def test_a_ready_job_records_its_finished_dependencies_once() -> None:
+    d = {**job("index", "a"), "status": {"state": "Pending", "reason": WAITING, "waitingOn": "a",
+                                          "dependencies": [{"name": "a", "state": "Running"}]}}  # fmt: skip
+    verdict = decide(d, {"a": finished("a")}, NOW)
+    assert dependencies.ready_fields(d, verdict) == {"dependencies": [{"name": "a", "state": "Finished"}],
+                                                     "waitingOn": None}  # fmt: skip
+    recorded = {**d, "status": {"state": "Pending", "reason": "Queued", "dependencies": [{"name": "a",
+                                                                                        "state": "Finished"}]}}  # fmt: skip
+    assert dependencies.ready_fields(recorded, verdict) == {}
