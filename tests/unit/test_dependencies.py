@@ -372,6 +372,6 @@ def test_a_ready_job_records_its_finished_dependencies_once() -> None:
     verdict = decide(d, {"a": finished("a")}, NOW)
     assert dependencies.ready_fields(d, verdict) == {"dependencies": [{"name": "a", "state": "Finished"}],
                                                      "waitingOn": None}  # fmt: skip
-    recorded = {**d, "status": {"state": "Pending", "reason": "Queued", "dependencies": [{"name": "a",
-                                                                                        "state": "Finished"}]}}  # fmt: skip
+    done = [{"name": "a", "state": "Finished"}]
+    recorded = {**d, "status": {"state": "Pending", "reason": "Queued", "dependencies": done}}
     assert dependencies.ready_fields(recorded, verdict) == {}
