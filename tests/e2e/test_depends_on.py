@@ -6,7 +6,7 @@ The test operator waits 5 s for a dependency that does not exist (dependencyGrac
 from __future__ import annotations
 
 import subprocess
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -83,7 +83,7 @@ def test_a_failed_dependency_cancels_the_graph_below_it_and_no_job_is_created(
 
     d, e = cjobs.wait_final("d"), cjobs.wait_final("e")
 
-    assert (state(cjobs.get("b")), state(cjobs.get("c"))) == ("Finished", "Failed")
+    assert (state(cjobs.wait_final("b")), state(cjobs.get("c"))) == ("Finished", "Failed")
     assert (state(d), status(d)["reason"]) == ("Canceled", "DependencyFailed")
     assert status(d)["message"].startswith("dependency c ended Failed")
     assert condition(d)["reason"] == "DependencyFailed"
@@ -186,7 +186,9 @@ def test_start_after_makes_a_template_run_wait_for_a_job(
     template = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CommerceJobTemplate", "metadata": {"name": "index-solr"},
                 "spec": {"command": "silver:index", "podAnnotations": sim()}}  # fmt: skip
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "commercejobtemplates", template)
-    cjobs.create("import-products", command="silver:import", podAnnotations=sim(duration="3s"))
+    # It cannot finish before its executeAfter: whatever the machine's load, the run is created while it waits.
+    later = (datetime.now(UTC) + timedelta(seconds=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    cjobs.create("import-products", command="silver:import", executeAfter=later, podAnnotations=sim())
 
     started = commerce_jobs(cluster, "start", "index-solr", "-n", namespace, "--after", "import-products", "--wait")
 
@@ -195,6 +197,7 @@ def test_start_after_makes_a_template_run_wait_for_a_job(
     assert run["spec"]["dependsOn"] == ["import-products"]
     assert f"{run['metadata']['name']}: Pending (WaitingForDependencies: waits for import-products" in started.stdout
     assert f"{run['metadata']['name']}: Finished, exit code 0" in started.stdout
+    assert run["status"]["startTime"] >= cjobs.get("import-products")["status"]["completionTime"]
 
     typo = commerce_jobs(cluster, "start", "index-solr", "-n", namespace, "--after", "import-prodcts")
     assert typo.returncode == 1
