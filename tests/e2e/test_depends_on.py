@@ -238,3 +238,15 @@ def test_depends_on_is_immutable(cluster: Cluster, crds: None, namespace: str) -
     assert "spec.dependsOn is immutable" in apply("waits", "  command: a\n").stderr
     assert apply("free", "  command: a\n").returncode == 0
     assert "spec.dependsOn is immutable" in apply("free", "  command: a\n  dependsOn: [import]\n").stderr
+
+
+def test_a_dependency_deleted_while_the_job_waits_counts_as_not_found(cjobs: CommerceJobs) -> None:
+    cjobs.create("doomed", command="silver:export", podAnnotations=sim(duration="10m"))
+    cjobs.create("after-doomed", command="silver:report", dependsOn=["doomed"], podAnnotations=sim())
+    cjobs.wait("after-doomed", waiting_for("doomed"))
+    cjobs.custom.delete_namespaced_custom_object(GROUP, VERSION, cjobs.namespace, "commercejobs", "doomed")
+
+    final = cjobs.wait_final("after-doomed", timeout=GRACE + 60)
+
+    assert (state(final), status(final)["reason"]) == ("Failed", "DependencyNotFound")
+    assert status(final)["dependencies"] == [{"name": "doomed", "state": "NotFound"}]
