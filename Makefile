@@ -37,10 +37,11 @@ test: tools lint ## lint, then the whole suite against real control planes
 	$(BIN)/pytest
 
 # REAL_NODE=1: the jobs run in real containers on a real node (containerd, kubelet; needs root), from the demo shop.
-dev: tools ## the local control plane, the operator against it and the samples (REAL_NODE=1: a real node)
+# Each builds what it needs that is missing: the kwok-only cluster never waits for the real node's tools or images.
+dev: install system-deps ## the local control plane, the operator against it and the samples (REAL_NODE=1: a real node)
 	$(BIN)/commerce-jobs dev $(if $(REAL_NODE),--real-node)
 
-cluster-up: tools ## the local control plane only (REAL_NODE=1: with a real node)
+cluster-up: install system-deps ## the local control plane only (REAL_NODE=1: with a real node)
 	$(BIN)/commerce-jobs dev-cluster up $(if $(REAL_NODE),--real-node)
 
 cluster-down: install ## stop the local control plane

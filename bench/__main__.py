@@ -10,6 +10,8 @@ Each size runs, in one fresh cluster:
   steady      CommerceJobs at a steady rate: latency from creation to the Job, and from a Job's completion to its
               dependent
   blocked     JMS #142: 100 to 10,000 jobs blocked on dependencies, and a stream of startable ones (bench/blocked.py)
+  metrics     N CommerceJobs with and without --metrics (scraped every 5 s), alternating: the operator's CPU time
+              and peak RSS either way (--only-metrics-cost runs just this)
 and reads the operator's API requests from the apiserver's audit log and its peak RSS from /proc. Every time is
 reported with its baseline from the same run (a ratio), since the machine is shared and absolute times drift.
 Results go to bench/results/<time>.json, and a table to stdout.
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import blocked
-from bench.harness import BenchCluster, percentile
+from bench.harness import BenchCluster, Scraper, percentile
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -103,6 +105,43 @@ def run_present(bench: BenchCluster, n: int) -> dict[str, Any]:
     }
 
 
+def run_metrics_cost(bench: BenchCluster, n: int, rounds: int, scrape_interval: float) -> dict[str, Any]:
+    """The operator's CPU time and peak RSS for the same N CommerceJobs (with one dependent each), with and without
+    --metrics (scraped every ``scrape_interval`` s), alternating in one cluster; each round starts a fresh process,
+    so VmHWM is that round's peak."""
+    modes: dict[str, dict[str, list[float]]] = {m: {"cpu_seconds": [], "rss_mib": [], "seconds": []}
+                                                for m in ("without", "with")}  # fmt: skip
+    scrape_ms: list[float] = []
+    series = 0
+    for r in range(rounds):
+        order = ("without", "with") if r % 2 == 0 else ("with", "without")
+        for mode in order:
+            bench.wait_all_final()
+            bench.restart_operator(metrics=mode == "with")
+            scraper = Scraper(bench.metrics_port, scrape_interval) if bench.metrics_port else None
+            cpu = bench.operator_cpu_seconds()
+            seconds, _ = bench.run_commercejobs(n, prefix=f"metrics-{mode}-{n}-{r}")
+            if scraper is not None:
+                scraper.stop()
+                scrape_ms += scraper.milliseconds
+                series = scraper.series
+            modes[mode]["cpu_seconds"].append(round(bench.operator_cpu_seconds() - cpu, 2))
+            modes[mode]["rss_mib"].append(bench.operator_rss_mib())
+            modes[mode]["seconds"].append(round(seconds, 2))
+    bench.restart_operator()
+    median = {m: {k: statistics.median(v) for k, v in values.items()} for m, values in modes.items()}
+    return {
+        "size": n,
+        "rounds": rounds,
+        "scrape_interval_seconds": scrape_interval,
+        **modes,
+        "cpu_ratio": round(median["with"]["cpu_seconds"] / (median["without"]["cpu_seconds"] or 1), 3),
+        "rss_difference_mib": round(median["with"]["rss_mib"] - median["without"]["rss_mib"], 1),
+        "scrape_ms": _stats(scrape_ms),
+        "series": series,
+    }
+
+
 def _stats(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
@@ -131,6 +170,16 @@ def table(results: dict[str, Any]) -> str:
             f"create->Job p50 {a.get('p50')} p95 {a.get('p95')} p99 {a.get('p99')} ms; "
             f"Job done->dependent p50 {b.get('p50')} p95 {b.get('p95')} p99 {b.get('p99')} ms"
         )
+    cost = results.get("metrics_cost")
+    if cost:
+        lines.append(
+            f"metrics, {cost['size']} CommerceJobs x {cost['rounds']} rounds: operator CPU s "
+            f"{'/'.join(map(str, cost['without']['cpu_seconds']))} without, "
+            f"{'/'.join(map(str, cost['with']['cpu_seconds']))} with (median ratio {cost['cpu_ratio']}); "
+            f"peak RSS MiB {'/'.join(map(str, cost['without']['rss_mib']))} without, "
+            f"{'/'.join(map(str, cost['with']['rss_mib']))} with; a scrape (every {cost['scrape_interval_seconds']} s, "
+            f"{cost['series']} series) p50 {cost['scrape_ms'].get('p50')} ms, p99 {cost['scrape_ms'].get('p99')} ms"
+        )
     for p in results.get("present", []):
         lines.append(
             f"{p['present']} finished present: RSS {p['operator_rss_mib']} MiB; restart healthy in "
@@ -155,6 +204,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--short", action="store_true", help="size 20, 10/s for 5 s: a smoke run")
     parser.add_argument("--blocked", default="100,2000,10000", help="jobs blocked on dependencies (bench/blocked.py)")
     parser.add_argument("--only-blocked", action="store_true", help="run the blocked phase only")
+    parser.add_argument(
+        "--metrics-cost",
+        type=int,
+        default=500,
+        metavar="N",
+        help="N CommerceJobs with and without --metrics, for the operator's CPU and RSS (0: skip)",
+    )
+    parser.add_argument("--metrics-rounds", type=int, default=4, help="rounds of each (alternating)")
+    parser.add_argument("--scrape-interval", type=float, default=5.0, help="seconds between scrapes of /metrics")
+    parser.add_argument("--only-metrics-cost", action="store_true", help="run only the metrics cost")
     args = parser.parse_args(argv)
     blocked_sizes = [100, 1000] if args.short else [int(s) for s in args.blocked.split(",")]
     sizes = [20] if args.short else [int(s) for s in args.sizes.split(",")]
@@ -171,12 +230,16 @@ def main(argv: list[str] | None = None) -> int:
             "commit": _commit(),
             "controller_manager_qps": args.controller_manager_qps,
         }
-        if not args.only_blocked:
+        if not (args.only_metrics_cost or args.only_blocked):
             results["sizes"] = [run_size(bench, n, 1 if args.short else args.rounds) for n in sizes]
             results["steady"] = run_steady(bench, rate, seconds)
             results["present"] = [run_present(bench, n) for n in present]
-        stream = (5.0, 10.0) if args.short else (10.0, 30.0)
-        results["blocked"] = [blocked.run_blocked(bench, n, *stream) for n in blocked_sizes]
+        metrics_size, metrics_rounds = (20, 2) if args.short else (args.metrics_cost, args.metrics_rounds)
+        if metrics_size and not args.only_blocked:
+            results["metrics_cost"] = run_metrics_cost(bench, metrics_size, metrics_rounds, args.scrape_interval)
+        if not args.only_metrics_cost:
+            stream = (5.0, 10.0) if args.short else (10.0, 30.0)
+            results["blocked"] = [blocked.run_blocked(bench, n, *stream) for n in blocked_sizes]
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{started.strftime('%Y%m%dT%H%M%SZ')}{'-short' if args.short else ''}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -85,6 +85,7 @@ class BenchCluster:
             directory / "cluster", audit_policy=policy, controller_manager_qps=controller_manager_qps
         )
         self.operator: subprocess.Popen[bytes] | None = None
+        self.metrics_port: int | None = None  # the operator's /metrics, when it was started with --metrics
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def __enter__(self) -> BenchCluster:
@@ -116,13 +117,14 @@ class BenchCluster:
                 return
             time.sleep(0.1)  # the ServiceAccount controller creates it within moments; nothing to watch for
 
-    def restart_operator(self, settings: dict[str, Any] | None = None) -> float:
-        """Stops the operator and starts it again (with these settings); returns the seconds until it is healthy."""
+    def restart_operator(self, settings: dict[str, Any] | None = None, metrics: bool = False) -> float:
+        """Stops the operator and starts it again (with these settings, and /metrics or not); returns the seconds
+        until it is healthy."""
         if self.operator is not None:
             self.operator.terminate()
             self.operator.wait(30)
         start = time.monotonic()
-        self._start_operator(settings)
+        self._start_operator(settings, metrics)
         return time.monotonic() - start
 
     def stop_operator(self) -> None:
@@ -196,7 +198,7 @@ class BenchCluster:
             time.sleep(1)  # a benchmark's coarse poll of a bulk outcome; each deletion is the operator's doing
         raise TimeoutError(f"{prefix}* still exist")
 
-    def _start_operator(self, extra: dict[str, Any] | None = None) -> None:
+    def _start_operator(self, extra: dict[str, Any] | None = None, metrics: bool = False) -> None:
         token = self.cluster.kubectl("create", "token", "operator", f"--namespace={NAMESPACE}", "--duration=8h")
         kubeconfig = yaml.safe_load(self.cluster.kubeconfig.read_text())
         kubeconfig["users"] = [{"name": "operator", "user": {"token": token.stdout.strip()}}]
@@ -213,9 +215,11 @@ class BenchCluster:
             port = s.getsockname()[1]
         env = {**os.environ, "KUBECONFIG": str(path), "COMMERCE_JOBS_CONFIG": str(settings)}
         log = (self.directory / "operator.log").open("wb")
+        self.metrics_port = _free_port() if metrics else None
+        serve_metrics = [f"--metrics=127.0.0.1:{self.metrics_port}"] if metrics else []
         self.operator = subprocess.Popen(
             [sys.executable, "-m", "commerce_jobs", "run", "--standalone", "-A",
-             f"--liveness=http://127.0.0.1:{port}/healthz"],
+             f"--liveness=http://127.0.0.1:{port}/healthz", *serve_metrics],
             stdout=log, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
         deadline = time.monotonic() + 60
@@ -368,6 +372,13 @@ class BenchCluster:
                 counts[f"{event['verb']} {resource}"] += 1
         return counts
 
+    def operator_cpu_seconds(self) -> float:
+        """User and system CPU time of the operator's process so far (/proc/PID/stat, in clock ticks)."""
+        if self.operator is None:
+            return 0.0
+        fields = Path(f"/proc/{self.operator.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
     def operator_rss_mib(self) -> float:
         if self.operator is None:
             return 0.0
@@ -392,3 +403,39 @@ def _native_job(name: str) -> dict[str, Any]:
                                      "command": ["php", "bin/console", "silver:import", "tmp"]}]},
         }},
     }  # fmt: skip
+
+
+def _free_port() -> int:
+    with closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Scraper:
+    """Scrapes the operator's /metrics every ``interval`` seconds, as Prometheus would, while a round runs: the cost
+    of the metrics includes the collectors that read the cache at scrape time."""
+
+    def __init__(self, port: int, interval: float) -> None:
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.interval = interval
+        self.milliseconds: list[float] = []
+        self.series = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def scrape(self) -> None:
+        started = time.monotonic()
+        with urllib.request.urlopen(self.url, timeout=10) as response:  # noqa: S310  loopback
+            text = response.read().decode()
+        self.milliseconds.append((time.monotonic() - started) * 1000)
+        self.series = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.scrape()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.scrape()  # one more with everything in the cache

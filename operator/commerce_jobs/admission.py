@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 import heapq
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -124,6 +124,11 @@ class Admission(Generic[K]):
         """Whether the job holds a slot of its queue: only then may it start."""
         queue = self._queue_of.get(key)
         return queue is not None and key in self._queues[queue].holders
+
+    def queues(self) -> Iterator[tuple[str, frozenset[K], list[K]]]:
+        """Each queue with the jobs that hold its slots and those that wait for one (the metrics' view)."""
+        for name, q in self._queues.items():
+            yield name, frozenset(q.holders), list(q.waiting)
 
     def sizes(self) -> dict[str, int]:
         """Entries held, for a test or a gauge: every one belongs to a job that is neither final nor gone."""

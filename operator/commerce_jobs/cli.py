@@ -67,7 +67,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 2
         leader = LeaderSettings(args.lease_namespace or _current_namespace(), args.lease_name, timings)
 
+    metrics = None
+    if args.metrics:
+        from commerce_jobs.metrics_server import MetricsSettings
+
+        try:
+            metrics = MetricsSettings.parse(args.metrics)
+        except ValueError as e:
+            print(f"commerce-jobs run: {e}", file=sys.stderr)
+            return 2
+
     return run_operator(
+        metrics=metrics,
         leader=leader,
         watch_grace=args.watch_failure_grace,
         namespaces=args.namespace,
@@ -267,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="off: anyone who reaches the port sees every job, read-only (default: on, a Kubernetes bearer token)",
     )  # fmt: skip
     run.add_argument("--console-secure-cookie", action="store_true", help="the session cookie only over HTTPS")
+    run.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics at /metrics, e.g. 0.0.0.0:8082")
     run.set_defaults(func=cmd_run)
 
     start = sub.add_parser("start", help="start a CommerceJob from a CommerceJobTemplate")

@@ -20,7 +20,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from commerce_jobs import dependencies, lifecycle, retention
+from commerce_jobs import dependencies, lifecycle, metrics, retention
 from commerce_jobs.admission import Admission, Standing, order_of, queue_of, standing
 from commerce_jobs.cache import JobCache, Key, owner_name, rv, trim_commercejob
 from commerce_jobs.config import OperatorConfig
@@ -133,12 +133,12 @@ class CommerceJobController:
             self.queue.add(key)
 
     # -- the cache, its queues, and the parents' lists ----------------------------------------------------------------
-    def _store(self, key: Key, cjob: dict[str, Any], old: dict[str, Any] | None, now: datetime | None = None) -> None:
+    def _store(self, key: Key, cjob: dict[str, Any], old: dict[str, Any] | None) -> None:
         """Puts a CommerceJob into the cache, tells its queue where it stands now, and notes the parents whose list
         of dependents it makes stale."""
         self.cache.put(key, cjob)
         self._wake(self.dependencies.put(key, dependencies.depends_on(cjob), self._waits))  # a cycle it closes
-        where = self._standing(key, cjob, now or datetime.now(UTC))
+        where = self._standing(key, cjob, datetime.now(UTC))
         self._wake(self.admission.update(key, queue_of(cjob), where, order_of(cjob)))
         state = (cjob.get("status") or {}).get("state") or lifecycle.PENDING
         if old is not None and ((old.get("status") or {}).get("state") or lifecycle.PENDING) == state:
@@ -269,6 +269,7 @@ class CommerceJobController:
         if not deleted or cached is None or cached["metadata"].get("uid") != meta["uid"]:
             self._deleting.discard(meta["uid"])  # gone already: no DELETED event is to come for it
         if deleted:
+            metrics.retention_deleted(meta["namespace"], expired.tree_size)
             log.info(
                 "retention: deleted %s/%s (%d job(s) in its tree, expired %s)", meta["namespace"], meta["name"],
                 expired.tree_size, lifecycle.format_time(expired.expired_at),
@@ -379,6 +380,7 @@ class CommerceJobController:
                 self.queue.add_after(key, 10)
             return
         fields = lifecycle.template_fields(cjob, template)
+        metrics.template_resolved(fields)
         updated = await asyncio.to_thread(self.api.patch_spec, namespace, name, rv(cjob), fields)
         self._store_answer(key, cjob, updated)
         if key in self.cache.cjobs:
@@ -428,8 +430,7 @@ class CommerceJobController:
             # the second creation a no-op, so each dependent is created exactly once.
             for item in items:
                 await asyncio.to_thread(self.api.create_commercejob, build_dependent(cjob, item))
-            if items:
-                status["dependents"] = self._dependents_list(key, cjob, lifecycle.FINISHED)
+            status["dependents"] = self._dependents_list(key, cjob, lifecycle.FINISHED)
         elif decision.cancel_dependents:
             status["dependents"] = self._dependents_list(key, cjob, lifecycle.CANCELED)
 
@@ -494,6 +495,7 @@ class CommerceJobController:
         updated = await asyncio.to_thread(self.api.patch_status, namespace, name, rv(cjob), status)
         # The patch's answer is newer than the cache: keep it, so the next decision starts from it.
         self._store_answer(key, cjob, updated)
+        metrics.status_written(cjob, updated)
         if status.get("state") in lifecycle.FINAL_STATES:
             self._notify_retention()
         if event:

@@ -26,7 +26,7 @@ from kopf._core.engines.peering import Identity
 from kubernetes import client, config
 
 import commerce_jobs.handlers  # noqa: F401  (registers the handlers)
-from commerce_jobs import probes
+from commerce_jobs import metrics, probes
 from commerce_jobs.config import ConfigError, OperatorConfig
 from commerce_jobs.controller import CommerceJobController
 from commerce_jobs.cron_controller import CronController
@@ -38,6 +38,7 @@ from commerce_jobs.watchhealth import WatchHealth, trace_config
 
 if TYPE_CHECKING:
     from commerce_jobs.console.app import ConsoleSettings
+    from commerce_jobs.metrics_server import MetricsSettings
 
 PREFIX = "commercejobs.dev"
 WORKERS = 16
@@ -61,7 +62,9 @@ def api_client() -> client.ApiClient:
         config.load_kube_config()
     configuration = client.Configuration.get_default_copy()
     configuration.connection_pool_maxsize = WORKERS
-    return client.ApiClient(configuration)
+    api = client.ApiClient(configuration)
+    metrics.track(api)  # its requests count in commerce_jobs_api_requests_total (with --metrics, on the Lease holder)
+    return api
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -112,6 +115,13 @@ async def _lead(memo: kopf.Memo) -> None:
 # (last_words) instead of retrying for ever.
 @kopf.on.startup(errors=kopf.ErrorsMode.PERMANENT)
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Before the Lease: a standby serves process metrics and leader 0. Once only, should kopf retry this handler.
+    if memo.get("metrics_settings") is not None and memo.get("metrics") is None:
+        from commerce_jobs.metrics_server import MetricsServer
+
+        metrics_server = MetricsServer(memo.metrics_settings, memo.config)
+        await metrics_server.start()
+        memo.metrics = metrics_server
     if memo.get("leader_settings") is not None:
         await _lead(memo)
     # Keep kopf's bookkeeping off the objects: no progress or diff-base annotations, no Events for log lines.
@@ -151,6 +161,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         memo.console = console
     controller.start()
     crons.start()
+    if memo.get("metrics") is not None:
+        memo.metrics.metrics.attach(controller, crons, memo.watch_health)
     memo.controller = controller
     memo.crons = crons
     memo.phase = Phase.ACTING
@@ -160,7 +172,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     memo.phase = Phase.STOPPING
     # The Lease last: it is given up only once no worker acts any more.
-    for name in ("console", "crons", "controller", "election"):
+    for name in ("metrics", "console", "crons", "controller", "election"):
         component = memo.get(name)
         if component is not None:
             await component.stop()
@@ -256,6 +268,7 @@ def run_operator(
     console: ConsoleSettings | None = None,
     leader: LeaderSettings | None = None,
     watch_grace: float = 30.0,
+    metrics: MetricsSettings | None = None,
 ) -> int:
     try:
         # Read before kopf starts: a bad file stops the operator at once, with the reason, instead of a retry loop.
@@ -279,6 +292,7 @@ def run_operator(
         identity=identity,
         phase=Phase.STARTING,
         watch_health=WatchHealth(grace=watch_grace, client_timeout=CLIENT_TIMEOUT),
+        metrics_settings=metrics,
     )
     # With the Lease, kopf's own peering (pauses by priority; no election) is not wanted either.
     kopf_standalone = standalone or leader is not None

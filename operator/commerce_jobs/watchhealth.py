@@ -36,6 +36,25 @@ class WatchHealth:
     grace: float = 30.0
     client_timeout: float = 330.0
     streams: dict[str, _Stream] = field(default_factory=dict)
+    # For the metrics: requests by (resource, verb, HTTP status or "error"), and watches opened again, by resource.
+    requests: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)
+    _watched: set[str] = field(default_factory=set)
+
+    def count(self, path: str, verb: str, code: str) -> None:
+        key = (resource_of(path), verb, code)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        if verb == "watch":
+            if path in self._watched:
+                self.restarts[key[0]] = self.restarts.get(key[0], 0) + 1
+            self._watched.add(path)
+
+    def resources(self) -> set[str]:
+        return {resource_of(path) for path in self.streams}
+
+    def failing_resources(self, now: float) -> list[tuple[str, str]]:
+        """(resource, why) of each resource whose watch does not work; empty when they all do."""
+        return [(resource_of(path), why) for path, why in self._problems(now)]
 
     def succeeded(self, path: str, now: float) -> None:
         self.streams[path] = _Stream(succeeded_at=now)
@@ -48,12 +67,15 @@ class WatchHealth:
 
     def problems(self, now: float) -> list[str]:
         """Why the watches do not work, one line per resource; empty when they do."""
+        return [f"{path}: {why}" for path, why in self._problems(now)]
+
+    def _problems(self, now: float) -> list[tuple[str, str]]:
         found = []
         for path, stream in sorted(self.streams.items()):
             if stream.failing_since is not None and now - stream.failing_since >= self.grace:
-                found.append(f"{path}: failing for {now - stream.failing_since:.0f}s: {stream.last_error}")
+                found.append((path, f"failing for {now - stream.failing_since:.0f}s: {stream.last_error}"))
             elif now - stream.succeeded_at >= self.client_timeout + self.grace:
-                found.append(f"{path}: no watch (re)connected for {now - stream.succeeded_at:.0f}s")
+                found.append((path, f"no watch (re)connected for {now - stream.succeeded_at:.0f}s"))
         return found
 
     def unlisted(self, expected: set[str]) -> list[str]:
@@ -72,6 +94,15 @@ class WatchHealth:
         }
 
 
+def resource_of(path: str) -> str:
+    """The resource of a LIST or WATCH path (``/apis/batch/v1/namespaces/shop/jobs`` -> ``jobs``)."""
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _verb(query: Any) -> str:
+    return "watch" if query.get("watch") == "true" else "list"
+
+
 def is_list_or_watch(method: str, query: Any) -> bool:
     """kopf's LIST (paged: ``limit``) and WATCH (``watch=true``) requests; not its other calls (discovery, events)."""
     return method.upper() == "GET" and (query.get("watch") == "true" or "limit" in query)
@@ -80,6 +111,7 @@ def is_list_or_watch(method: str, query: Any) -> bool:
 def trace_config(health: WatchHealth) -> aiohttp.TraceConfig:
     async def on_end(_: aiohttp.ClientSession, __: SimpleNamespace, params: aiohttp.TraceRequestEndParams) -> None:
         if is_list_or_watch(params.method, params.url.query):
+            health.count(params.url.path, _verb(params.url.query), str(params.response.status))
             if params.response.status < 400:
                 health.succeeded(params.url.path, time.monotonic())
             else:
@@ -89,6 +121,7 @@ def trace_config(health: WatchHealth) -> aiohttp.TraceConfig:
         _: aiohttp.ClientSession, __: SimpleNamespace, params: aiohttp.TraceRequestExceptionParams
     ) -> None:
         if is_list_or_watch(params.method, params.url.query):
+            health.count(params.url.path, _verb(params.url.query), "error")
             health.failed(params.url.path, time.monotonic(), f"{type(params.exception).__name__}: {params.exception}")
 
     config = aiohttp.TraceConfig()

@@ -9,10 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 K = TypeVar("K", bound=Hashable)
+
+
+class QueueObserver(Protocol):
+    """What the metrics learn of a queue (metrics.QueueMetrics); a queue without one measures nothing."""
+
+    def added(self) -> None: ...
+    def waited(self, seconds: float) -> None: ...
+    def retried(self) -> None: ...
+    def reconciled(self, seconds: float, result: str, error: BaseException | None = None) -> None: ...
 
 
 class WorkQueue(Generic[K]):
@@ -25,6 +35,8 @@ class WorkQueue(Generic[K]):
         self._failures: dict[K, int] = {}
         self._base_delay = base_delay
         self._max_delay = max_delay
+        self.observer: QueueObserver | None = None
+        self._added_at: dict[K, float] = {}  # when each queued key was added (only with an observer)
 
     def __len__(self) -> int:
         return len(self._queued)
@@ -35,6 +47,9 @@ class WorkQueue(Generic[K]):
         elif key not in self._queued:
             self._queued.add(key)
             self._queue.put_nowait(key)
+            if self.observer is not None:
+                self._added_at[key] = time.monotonic()
+                self.observer.added()
 
     def add_after(self, key: K, delay: float) -> None:
         """Adds the key after a delay; an earlier wake-up already planned for the key wins."""
@@ -58,6 +73,8 @@ class WorkQueue(Generic[K]):
         """Re-adds a key whose processing failed, after an exponential backoff. Returns the delay."""
         failures = self._failures.get(key, 0)
         self._failures[key] = failures + 1
+        if self.observer is not None:
+            self.observer.retried()
         delay = float(min(self._base_delay * 2**failures, self._max_delay))
         self.add_after(key, delay)
         return delay
@@ -77,6 +94,9 @@ class WorkQueue(Generic[K]):
         key = await self._queue.get()
         self._queued.discard(key)
         self._processing.add(key)
+        if self.observer is not None:
+            now = time.monotonic()
+            self.observer.waited(now - self._added_at.pop(key, now))
         return key
 
     def done(self, key: K) -> None:
@@ -110,20 +130,27 @@ async def serve(queue: WorkQueue[K], reconcile: Callable[[K], Awaitable[None]], 
     """One worker: takes keys for ever; a failure is logged and retried with the key's backoff."""
     while True:
         key = await queue.get()
+        started, result = time.monotonic(), "success"
+        error: Exception | None = None
         try:
             await reconcile(key)
         except Requeue:
+            result = "requeue"
             queue.add_after(key, 0.2)
         except RetryLater as e:
+            result, error = "error", e  # retried with the backoff, as a failure
             delay = queue.retry(key)
             log.warning("%s: %s; trying again in %.1fs", _name(key), e, delay)
-        except Exception:
+        except Exception as e:
+            result, error = "error", e
             delay = queue.retry(key)
             log.exception("reconciling %s failed; retrying in %.1fs", _name(key), delay)
         else:
             queue.forget(key)
         finally:
             queue.done(key)
+            if queue.observer is not None:
+                queue.observer.reconciled(time.monotonic() - started, result, error)
 
 
 def _name(key: Hashable) -> str:

@@ -129,8 +129,14 @@ def console_port() -> int:
 
 
 @pytest.fixture(scope="session")
+def metrics_port() -> int:
+    """The port of the operator's /metrics (tests/e2e/test_metrics.py: a real Prometheus scrapes it)."""
+    return _free_port()
+
+
+@pytest.fixture(scope="session")
 def operator(
-    cluster: Cluster, crds: None, operator_kubeconfig: Path, console_port: int
+    cluster: Cluster, crds: None, operator_kubeconfig: Path, console_port: int, metrics_port: int
 ) -> Iterator[subprocess.Popen[bytes]]:
     directory = REPO / "test-artifacts"  # kept after the run: CI prints the operator's log when a test failed
     directory.mkdir(exist_ok=True)
@@ -149,6 +155,7 @@ def operator(
             "-A",
             f"--liveness=http://127.0.0.1:{port}/healthz",
             f"--console=127.0.0.1:{console_port}",
+            f"--metrics=127.0.0.1:{metrics_port}",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

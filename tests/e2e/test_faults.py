@@ -212,13 +212,22 @@ def create_parents(faults: Faults, ns: str, count: int, duration: str = "1s") ->
 def wait_all_final(
     faults: Faults, ns: str, expected: set[str], timeout: float = 600 if FULL else 150
 ) -> dict[str, dict[str, Any]]:
-    """Returns every CommerceJob of the namespace once all ``expected`` exist and are final (list, then watch)."""
+    """Returns every CommerceJob of the namespace once all ``expected`` exist and are final, and each parent lists
+    its dependent's final state (list, then watch)."""
     custom = client.CustomObjectsApi(faults.api)
     list_fn = functools.partial(custom.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL)
     seen: dict[str, dict[str, Any]] = {}
 
+    def followed(name: str) -> bool:
+        """A parent's status.dependents follows its dependent's state (it is written soon after that ends)."""
+        if name.endswith("-index"):
+            return True
+        child = f"{name}-index"
+        listed = (seen[name].get("status") or {}).get("dependents")
+        return child not in seen or listed == [{"name": child, "state": state(seen[child])}]
+
     def done() -> bool:
-        return expected <= seen.keys() and all(state(seen[n]) in FINAL for n in expected)
+        return expected <= seen.keys() and all(state(seen[n]) in FINAL and followed(n) for n in expected)
 
     deadline = time.monotonic() + timeout
     while (remaining := deadline - time.monotonic()) > 0:
@@ -265,9 +274,7 @@ def assert_each_attempt_once(faults: Faults, ns: str, expected: set[str]) -> int
         if not name.endswith("-index"):
             assert attempts == (2 if int(name[1:]) % 4 == 0 else 1), name
             child = cjobs[f"{name}-index"]
-            # The parent's list follows its dependent's state, within a second of its end (controller.py).
-            listed = [{"name": f"{name}-index", "state": "Finished"}]
-            CommerceJobs(faults.api, ns).wait(name, lambda o, listed=listed: o["status"].get("dependents") == listed)
+            assert cjob["status"]["dependents"] == [{"name": f"{name}-index", "state": "Finished"}]
             assert child["metadata"]["ownerReferences"][0]["uid"] == cjob["metadata"]["uid"]
             assert child["metadata"]["creationTimestamp"] >= cjob["status"]["completionTime"][:19]
     assert len(jobs) == sum(o["status"]["attempts"] for o in cjobs.values())

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -30,6 +31,7 @@ def repo(tmp_path: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
     shutil.copytree(REPO / "examples" / "demo-shop", tmp_path / "examples" / "demo-shop", ignore=ignore)
     shutil.copytree(REPO / "operator", tmp_path / "operator", ignore=ignore)
+    shutil.copytree(REPO / "clients" / "php", tmp_path / "clients" / "php", ignore=ignore)
     for name in ("Dockerfile", "pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, tmp_path / name)
     return tmp_path
@@ -248,9 +250,9 @@ def test_dpkg_status_and_python_dists() -> None:
 
 
 def test_the_app_layer_is_root_owned_readable_and_keeps_executables(tmp_path: Path) -> None:
-    files = images.demo_shop_files()
+    layer = images.demo_shop_layer()
     buffer = io.BytesIO()
-    images.app_layer(files, "/app", buffer)
+    images.app_layer(layer, buffer)
     buffer.seek(0)
     with tarfile.open(fileobj=buffer) as tar:
         members = {m.name: m for m in tar}
@@ -261,8 +263,55 @@ def test_the_app_layer_is_root_owned_readable_and_keeps_executables(tmp_path: Pa
     assert {(m.uid, m.gid, m.mtime) for m in members.values()} == {(0, 0, images.SOURCE_DATE_EPOCH)}
     # the same files give the same bytes (so the same layer digest)
     again = io.BytesIO()
-    images.app_layer(files, "/app", again)
+    images.app_layer(layer, again)
     assert again.getvalue() == buffer.getvalue()
+
+
+def test_the_shop_holds_the_php_client_in_vendor_and_its_example_command(tmp_path: Path) -> None:
+    """The files of clients/php themselves (no copy in git): the client where Composer would install it, its
+    example command among the shop's commands, and a vendor/autoload.php that loads the client."""
+    buffer = io.BytesIO()
+    images.app_layer(images.demo_shop_layer(), buffer)
+    buffer.seek(0)
+    with tarfile.open(fileobj=buffer) as tar:
+        tar.extractall(tmp_path, filter="data")
+    app = tmp_path / "app"
+    client = REPO / "clients" / "php"
+    command = app / "src/Command/StartImportCommand.php"
+    assert command.read_bytes() == (client / "examples/StartImportCommand.php").read_bytes()
+    assert (app / "vendor/commerce-jobs/client/src/Client.php").read_bytes() == (client / "src/Client.php").read_bytes()
+    assert "commerce-jobs/client/autoload.php" in (app / "vendor/autoload.php").read_text()
+    assert not (app / "vendor/commerce-jobs/client/tests").exists()
+    # The shop's console, as the image runs it, registers the command (its classes load through vendor/).
+    if shutil.which("php") is None:
+        pytest.fail("needs PHP and Symfony Console: apt-get install -y php8.2-cli php-symfony-console")
+    listed = subprocess.run(["php", "bin/console", "list", "--raw"], cwd=app, capture_output=True, text=True,
+                            timeout=60, check=True).stdout  # fmt: skip
+    assert "shop:start-import" in {line.split()[0] for line in listed.splitlines()}
+    usage = subprocess.run(["php", "bin/console", "shop:start-import", "--help"], cwd=app, capture_output=True,
+                           text=True, timeout=60, check=True).stdout  # fmt: skip
+    assert "--import-command" in usage
+
+
+def test_a_change_to_the_php_client_rebuilds_the_shop_images_only(repo: Path) -> None:
+    before = keys(repo)
+    with (repo / "clients/php/src/Client.php").open("a") as handle:
+        handle.write("\n// changed\n")
+    after = keys(repo)
+    assert {name for name in before if before[name] != after[name]} == {"shop", "shop-root", "shop-named-user"}
+
+
+def test_a_placed_file_may_not_hide_one_of_the_app(tmp_path: Path) -> None:
+    (tmp_path / "shop/src/Command").mkdir(parents=True)
+    (tmp_path / "shop/src/Command/A.php").write_text("<?php\n")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib/A.php").write_text("<?php\n")
+    layer = images.AppLayer(
+        app=images.Files(tmp_path / "shop", (".",)),
+        placed=(images.Placed(images.Files(tmp_path / "lib", ("A.php",)), "/app/src/Command"),),
+    )
+    with pytest.raises(images.ImageBuildError, match=r"app/src/Command/A\.php would be in the app layer twice"):
+        images.app_layer(layer, io.BytesIO())
 
 
 def _layout(path: Path) -> Path:

@@ -37,6 +37,7 @@ from commerce_jobs.console.auth import (
     same_origin,
     user_configuration,
 )
+from commerce_jobs.console.history import HistoryViews
 from commerce_jobs.console.live import Changes, follow_log, started_pod
 from commerce_jobs.controller import CommerceJobController
 from commerce_jobs.kubeapi import GROUP, PLURAL, VERSION, api_message
@@ -152,6 +153,7 @@ class Console:
             web.post("/cancel", self.cancel_job),
             web.post("/retry", self.retry_job),
             web.static("/static", STATIC),
+            *HistoryViews(self).routes(),  # the History and Crontab tasks pages (console/history.py)
         ])  # fmt: skip
         return app
 

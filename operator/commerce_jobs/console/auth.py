@@ -136,30 +136,30 @@ class AccessCache:
     def __init__(self, clock: Callable[[], float] = time.monotonic, ttl: float = ACCESS_TTL_SECONDS) -> None:
         self.clock = clock
         self.ttl = ttl
-        self._answers: dict[tuple[Identity, str, str], tuple[bool, float]] = {}
+        self._answers: dict[tuple[Identity, str, str, str], tuple[bool, float]] = {}
 
-    def get(self, identity: Identity, verb: str, namespace: str) -> bool | None:
-        found = self._answers.get((identity, verb, namespace))
+    def get(self, identity: Identity, verb: str, namespace: str, resource: str = PLURAL) -> bool | None:
+        found = self._answers.get((identity, verb, namespace, resource))
         if found is None or self.clock() >= found[1]:
             return None
         return found[0]
 
-    def put(self, identity: Identity, verb: str, namespace: str, allowed: bool) -> None:
+    def put(self, identity: Identity, verb: str, namespace: str, allowed: bool, resource: str = PLURAL) -> None:
         if len(self._answers) >= MAX_CACHED_ANSWERS:
             self._answers.clear()  # crude but bounded: the next answers are asked again
-        self._answers[(identity, verb, namespace)] = (allowed, self.clock() + self.ttl)
+        self._answers[(identity, verb, namespace, resource)] = (allowed, self.clock() + self.ttl)
 
 
 def token_review_body(token: str) -> dict[str, Any]:
     return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}
 
 
-def access_review_body(identity: Identity, verb: str, namespace: str) -> dict[str, Any]:
-    """May this user <verb> commercejobs in the namespace ("" = in every namespace)?"""
+def access_review_body(identity: Identity, verb: str, namespace: str, resource: str = PLURAL) -> dict[str, Any]:
+    """May this user <verb> commercejobs (or another resource of the group) in the namespace ("" = in every one)?"""
     spec: dict[str, Any] = {
         "user": identity.username,
         "groups": list(identity.groups),
-        "resourceAttributes": {"group": GROUP, "resource": PLURAL, "verb": verb, "namespace": namespace},
+        "resourceAttributes": {"group": GROUP, "resource": resource, "verb": verb, "namespace": namespace},
     }
     if identity.uid:
         spec["uid"] = identity.uid
@@ -188,11 +188,12 @@ class Reviewer:
             return None
         return Identity.from_user_info(self.authn.api_client.sanitize_for_serialization(status.user))
 
-    async def allowed(self, identity: Identity, verb: str, namespace: str) -> bool:
-        known = self.cache.get(identity, verb, namespace)
+    async def allowed(self, identity: Identity, verb: str, namespace: str, resource: str = PLURAL) -> bool:
+        known = self.cache.get(identity, verb, namespace, resource)
         if known is not None:
             return known
-        review = await self.run(self.authz.create_subject_access_review, access_review_body(identity, verb, namespace))
+        body = access_review_body(identity, verb, namespace, resource)
+        review = await self.run(self.authz.create_subject_access_review, body)
         answer = bool(review.status and review.status.allowed)
-        self.cache.put(identity, verb, namespace, answer)
+        self.cache.put(identity, verb, namespace, answer, resource)
         return answer

@@ -376,4 +376,8 @@ def list_page(page: Page, f: JobFilter, viewer: Viewer, namespaces: Iterable[str
     if notice:
         flash += f'<p class="error refused" role="alert">{esc(notice)}</p>'
     live = '<p class="live" id="live">live updates: connecting</p>'
-    return _layout("CommerceJobs", flash + templates_panel(templates, viewer) + filters + live + table, viewer)
+    views = (
+        '<nav class="views"><a href="/" aria-current="page">Jobs</a> <a href="/history">History</a> '
+        '<a href="/crontab">Crontab tasks</a></nav>'
+    )  # the same links as console/tasks.py's nav
+    return _layout("CommerceJobs", views + flash + templates_panel(templates, viewer) + filters + live + table, viewer)

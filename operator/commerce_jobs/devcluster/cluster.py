@@ -463,8 +463,13 @@ class LocalCluster:
             tmp.replace(path)
 
     def _install_kwok_crds(self) -> None:
-        self.kubectl("apply", "--server-side", f"--filename={self.toolchain.kwok_crds}")
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/logs.kwok.x-k8s.io")
+        for args in (
+            ("apply", "--server-side", f"--filename={self.toolchain.kwok_crds}"),
+            ("wait", "--for=condition=Established", "--timeout=60s", "crd/logs.kwok.x-k8s.io"),
+        ):
+            result = self.kubectl(*args, check=False, timeout=90)
+            if result.returncode != 0:
+                raise ClusterError(f"kubectl {args[0]} of kwok's CRDs failed: {result.stderr.strip()}")
 
     def _kwok_serving_cert(self) -> None:
         # kwok serves its node's kubelet API (pods/log) on 127.0.0.1 with this certificate, which the apiserver

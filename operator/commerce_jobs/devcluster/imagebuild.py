@@ -167,8 +167,8 @@ def _layers_layout(image: Image, rootfs: Path, work: Path, log: _Log) -> Path:
     if image.app is not None:
         app_tar = work / "app.tar"
         with app_tar.open("wb") as out:
-            app_layer(image.app, image.app_dir, out)
-        created_by = f"{image.app.root.name} at {image.app_dir}"
+            app_layer(image.app, out)
+        created_by = f"{image.app.app.root.name} at {image.app.target}"
         log.run([*add_layer, "--history.created_by", created_by, "--image", f"{layout}:layers", str(app_tar)])
     return layout
 

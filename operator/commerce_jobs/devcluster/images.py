@@ -222,11 +222,40 @@ class Files:
 
 
 @dataclass(frozen=True)
+class Placed:
+    """Files of the checkout that go into an app layer at `target`, beside the app (e.g. a library in vendor/)."""
+
+    files: Files
+    target: str
+
+
+@dataclass(frozen=True)
+class AppLayer:
+    """What the app layer holds: the app's files under `target`, then `placed` files, then `generated` ones
+    (path in the image, text): small fixed files of this module, such as an autoloader."""
+
+    app: Files
+    target: str = "/app"
+    placed: tuple[Placed, ...] = ()
+    generated: tuple[tuple[str, str], ...] = ()
+
+    def digest(self) -> str:
+        return _digest(
+            {
+                "app": self.app.digest(),
+                "target": self.target,
+                "placed": [(p.target, p.files.digest()) for p in self.placed],
+                "generated": self.generated,
+            }
+        )
+
+
+@dataclass(frozen=True)
 class Image:
     """One image the node runs: how it is made, and where its archive goes.
 
-    kind "rootfs": the layers are `rootfs` (filtered to `rootfs_paths` if given) and, if `app` is set, its files
-    under `app_dir`; then `config`. kind "dockerfile": `buildah bud` of the Dockerfile in `context`.
+    kind "rootfs": the layers are `rootfs` (filtered to `rootfs_paths` if given) and, if `app` is set, its app layer;
+    then `config`. kind "dockerfile": `buildah bud` of the Dockerfile in `context`.
     """
 
     name: str
@@ -234,8 +263,7 @@ class Image:
     rootfs: RootfsRecipe
     config: ImageConfig = field(default_factory=ImageConfig)
     rootfs_paths: tuple[str, ...] = ()
-    app: Files | None = None
-    app_dir: str = "/app"
+    app: AppLayer | None = None
     context: Files | None = None
 
     @property
@@ -253,7 +281,6 @@ class Image:
                 "config": repr(self.config),
                 "rootfs_paths": self.rootfs_paths,
                 "app": self.app.digest() if self.app else None,
-                "app_dir": self.app_dir,
                 "context": self.context.digest() if self.context else None,
             }
         )
@@ -302,6 +329,31 @@ def demo_shop_files(root: Path = DEMO_SHOP) -> Files:
     return Files(root=root, paths=(".",), skip_dirs=SKIP_DIRS | {"var"})
 
 
+# The demo shop's Composer autoloader, as `composer require commerce-jobs/client` (a path repository) would give it:
+# the client's own PSR-4 autoloader (clients/php/autoload.php, the same mapping as its composer.json).
+SHOP_VENDOR_AUTOLOAD = (
+    "<?php\n\n"
+    "// Written by commerce_jobs.devcluster.images: the PHP client (clients/php) installed into vendor/.\n"
+    "require_once __DIR__ . '/commerce-jobs/client/autoload.php';\n"
+)
+
+
+def demo_shop_layer(repo: Path = REPO_ROOT) -> AppLayer:
+    """The demo shop at /app, with the PHP client (clients/php) installed into its vendor/ and the client's example
+    command (`shop:start-import`) among its commands: the files of the checkout, not copies in git."""
+    client = repo / "clients" / "php"
+    return AppLayer(
+        app=demo_shop_files(repo / "examples" / "demo-shop"),
+        placed=(
+            Placed(
+                Files(root=client, paths=("autoload.php", "composer.json", "src")), "/app/vendor/commerce-jobs/client"
+            ),
+            Placed(Files(root=client / "examples", paths=("StartImportCommand.php",)), "/app/src/Command"),
+        ),
+        generated=(("/app/vendor/autoload.php", SHOP_VENDOR_AUTOLOAD),),
+    )
+
+
 def operator_context(root: Path = REPO_ROOT) -> Files:
     """What the Dockerfile reads: itself and what it COPYs."""
     return Files(root=root, paths=("Dockerfile", "pyproject.toml", "README.md", "operator"))
@@ -309,7 +361,7 @@ def operator_context(root: Path = REPO_ROOT) -> Files:
 
 def node_images(repo: Path = REPO_ROOT) -> list[Image]:
     """Every image the real node runs, in build order."""
-    shop_files = demo_shop_files(repo / "examples" / "demo-shop")
+    shop_files = demo_shop_layer(repo)
     return [
         Image(
             name="pause",
@@ -343,8 +395,9 @@ def node_images(repo: Path = REPO_ROOT) -> list[Image]:
 # --- what goes into and comes out of a build (pure) ----------------------------------------------------------------
 
 
-def app_layer(files: Files, target: str, out: BinaryIO) -> None:
-    """An uncompressed layer tar with `files` under `target`, owned by root, world-readable, fixed times."""
+def app_layer(layer: AppLayer, out: BinaryIO) -> None:
+    """An uncompressed layer tar with the app's files under its target, then the placed and generated files; owned
+    by root, world-readable, fixed times. A path given twice is an error (a placed file would hide the app's)."""
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
         dirs: set[str] = set()
 
@@ -357,16 +410,25 @@ def app_layer(files: Files, target: str, out: BinaryIO) -> None:
             tar.addfile(info)
             dirs.add(name)
 
-        base = target.strip("/")
-        for rel in files.walk():
-            path = files.root / rel
-            name = f"{base}/{rel.as_posix()}"
+        files_seen: set[str] = set()
+
+        def add_file(name: str, data: bytes, executable: bool) -> None:
+            if name in files_seen:
+                raise ImageBuildError(f"{name} would be in the app layer twice")
+            files_seen.add(name)
             add_dir(os.path.dirname(name))
-            data = path.read_bytes()
             info = tarfile.TarInfo(name)
             info.size, info.mtime = len(data), SOURCE_DATE_EPOCH
-            info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
+            info.mode = 0o755 if executable else 0o644
             tar.addfile(info, io.BytesIO(data))
+
+        for files, target in ((layer.app, layer.target), *((p.files, p.target) for p in layer.placed)):
+            base = target.strip("/")
+            for rel in files.walk():
+                path = files.root / rel
+                add_file(f"{base}/{rel.as_posix()}", path.read_bytes(), os.access(path, os.X_OK))
+        for target, text in layer.generated:
+            add_file(target.strip("/"), text.encode(), False)
 
 
 def filter_layer(rootfs_tar: Path, keep: Iterable[str], out: BinaryIO) -> None:

@@ -398,7 +398,9 @@ def restore_sysctls(path: Path) -> None:
         with suppress(OSError):
             if target.read_text().strip() != value:
                 target.write_text(value)
-    path.unlink()
+    # The next run's `up` may clean this directory at the same time: it takes the lock over as soon as this node's
+    # processes are gone, and restores the same record.
+    path.unlink(missing_ok=True)
 
 
 def _kubepods_cgroups() -> list[Path]:
