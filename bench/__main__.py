@@ -9,6 +9,7 @@ Each size runs, in one fresh cluster:
   operator    N CommerceJobs with one dependent each (2N commands), created at once, until all are Finished
   steady      CommerceJobs at a steady rate: latency from creation to the Job, and from a Job's completion to its
               dependent
+  blocked     JMS #142: 100 to 10,000 jobs blocked on dependencies, and a stream of startable ones (bench/blocked.py)
   metrics     N CommerceJobs with and without --metrics (scraped every 5 s), alternating: the operator's CPU time
               and peak RSS either way (--only-metrics-cost runs just this)
 and reads the operator's API requests from the apiserver's audit log and its peak RSS from /proc. Every time is
@@ -29,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import blocked
 from bench.harness import BenchCluster, Scraper, percentile
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -200,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         help="the Job controller's client rate; Kubernetes' default (20) makes it, not the operator, the bottleneck",
     )  # fmt: skip
     parser.add_argument("--short", action="store_true", help="size 20, 10/s for 5 s: a smoke run")
+    parser.add_argument("--blocked", default="100,2000,10000", help="jobs blocked on dependencies (bench/blocked.py)")
+    parser.add_argument("--only-blocked", action="store_true", help="run the blocked phase only")
     parser.add_argument(
         "--metrics-cost",
         type=int,
@@ -211,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scrape-interval", type=float, default=5.0, help="seconds between scrapes of /metrics")
     parser.add_argument("--only-metrics-cost", action="store_true", help="run only the metrics cost")
     args = parser.parse_args(argv)
+    blocked_sizes = [100, 1000] if args.short else [int(s) for s in args.blocked.split(",")]
     sizes = [20] if args.short else [int(s) for s in args.sizes.split(",")]
     present = [200] if args.short else [int(s) for s in args.present.split(",")]
     rate, seconds = (10.0, 5.0) if args.short else (args.rate, args.seconds)
@@ -225,17 +230,21 @@ def main(argv: list[str] | None = None) -> int:
             "commit": _commit(),
             "controller_manager_qps": args.controller_manager_qps,
         }
-        if not args.only_metrics_cost:
+        if not (args.only_metrics_cost or args.only_blocked):
             results["sizes"] = [run_size(bench, n, 1 if args.short else args.rounds) for n in sizes]
             results["steady"] = run_steady(bench, rate, seconds)
             results["present"] = [run_present(bench, n) for n in present]
         metrics_size, metrics_rounds = (20, 2) if args.short else (args.metrics_cost, args.metrics_rounds)
-        if metrics_size:
+        if metrics_size and not args.only_blocked:
             results["metrics_cost"] = run_metrics_cost(bench, metrics_size, metrics_rounds, args.scrape_interval)
+        if not args.only_metrics_cost:
+            stream = (5.0, 10.0) if args.short else (10.0, 30.0)
+            results["blocked"] = [blocked.run_blocked(bench, n, *stream) for n in blocked_sizes]
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{started.strftime('%Y%m%dT%H%M%SZ')}{'-short' if args.short else ''}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
+    print(blocked.table(results["blocked"]))
     print(f"results: {out}")
     return 0
 

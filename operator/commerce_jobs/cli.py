@@ -187,11 +187,14 @@ def cmd_start(args: argparse.Namespace) -> int:
     from kubernetes.client.exceptions import ApiException
 
     from commerce_jobs.runner import api_client
-    from commerce_jobs.start import Starter
+    from commerce_jobs.start import NoSuchDependency, Starter
 
     starter = Starter(api_client(), args.namespace or _current_namespace())
     try:
-        name = starter.create(args.template)
+        name = starter.create(args.template, after=args.after)
+    except NoSuchDependency as e:
+        print(f"commerce-jobs start: {e}", file=sys.stderr)
+        return 1
     except ApiException as e:
         if e.status == 404:
             print(f"commerce-jobs start: no CommerceJobTemplate {args.template!r}", file=sys.stderr)
@@ -283,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("-n", "--namespace", help="default: the current context's namespace")
     start.add_argument("--wait", action="store_true", help="wait until it and its dependents are final")
     start.add_argument("--follow", action="store_true", help="wait, and print the output as it is written")
+    start.add_argument("--after", action="append", default=[], metavar="NAME",
+                       help="start only once this CommerceJob Finished (repeatable; spec.dependsOn)")  # fmt: skip
     start.set_defaults(func=cmd_start)
 
     convert = sub.add_parser("import-config", help="the platform's add_jobs YAML -> CommerceJobTemplate manifests")

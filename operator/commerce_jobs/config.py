@@ -13,6 +13,7 @@ Read from a YAML file (the chart mounts it from a ConfigMap), path given by ``--
     defaultQueueMaxRunning: null    # queues not listed: unlimited
     outputMaxBytes: 65536
     podStartTimeoutSeconds: 300     # a container that cannot start (ImagePullBackOff ...) fails its attempt after this
+    dependencyGraceSeconds: 300     # a job of spec.dependsOn that does not exist fails the job after this
     retention:                      # as jms-job-queue:clean-up, continuously
       maxRetention: 7 days          # any final state
       maxRetentionSucceeded: 1 hour # Finished
@@ -53,6 +54,8 @@ class OperatorConfig:
     retention_interval_seconds: float = 60.0
     # Glob patterns of the console commands that may run; empty: any (see policy.py for what is matched).
     allowed_commands: tuple[str, ...] = ()
+    # How long a job waits for a job of its dependsOn that does not exist (see dependencies.py).
+    dependency_grace_seconds: int = 300
 
     def queue_limit(self, queue: str) -> int | None:
         return self.queue_limits.get(queue, self.default_queue_limit)
@@ -69,6 +72,7 @@ class OperatorConfig:
             "podStartTimeoutSeconds",
             "retention",
             "allowedCommands",
+            "dependencyGraceSeconds",
         }
         if unknown:
             raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
@@ -94,7 +98,12 @@ class OperatorConfig:
         allowed = data.get("allowedCommands") or []
         if not isinstance(allowed, list) or not all(isinstance(p, str) and p.strip() for p in allowed):
             raise ConfigError("allowedCommands must be a list of glob patterns, e.g. ['silver:*', 'ibexa:commerce:*']")
-        return cls(defaults, limits, default_limit, max_bytes, start_timeout, retention, interval, tuple(allowed))
+        grace = data.get("dependencyGraceSeconds", 300)
+        if not isinstance(grace, int) or isinstance(grace, bool) or grace < 0:
+            raise ConfigError("dependencyGraceSeconds must be an integer >= 0")
+        return cls(
+            defaults, limits, default_limit, max_bytes, start_timeout, retention, interval, tuple(allowed), grace
+        )
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> OperatorConfig:

@@ -20,11 +20,12 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from commerce_jobs import lifecycle, metrics, retention
-from commerce_jobs.admission import Admission, order_of, queue_of, standing
+from commerce_jobs import dependencies, lifecycle, metrics, retention
+from commerce_jobs.admission import Admission, Standing, order_of, queue_of, standing
 from commerce_jobs.cache import JobCache, Key, owner_name, rv, trim_commercejob
 from commerce_jobs.config import OperatorConfig
 from commerce_jobs.cronbuild import adopted_run as build_adopted_run
+from commerce_jobs.dependencies import DependencyIndex
 from commerce_jobs.dependents import build_dependent, tree_states
 from commerce_jobs.events import EventRecorder
 from commerce_jobs.jobbuild import InvalidSpec, job_manifest, job_name
@@ -59,6 +60,8 @@ class CommerceJobController:
         self.workers = workers
         self.cache = JobCache()
         self.admission: Admission[Key] = Admission(config.queue_limit)
+        # spec.dependsOn both ways: a job that changes state wakes exactly the jobs that wait for it, never a scan.
+        self.dependencies = DependencyIndex()
         self.queue: WorkQueue[Key] = WorkQueue()
         self.events = EventRecorder(api.post_event)
         # Set by the cron controller: finds the CommerceCronJob of a CronJob's Job, and hears about its runs.
@@ -82,6 +85,7 @@ class CommerceJobController:
         """How many entries each cache, index and queue holds: all 0 once every CommerceJob is gone."""
         sizes = dict(self.cache.sizes())
         sizes.update({f"admission {k}": v for k, v in self.admission.sizes().items()})
+        sizes.update(self.dependencies.sizes())
         sizes.update({f"workqueue {k}": v for k, v in self.queue.sizes().items()})
         sizes.update({"retention deleting": len(self._deleting), "events pending": self.events.pending})
         return sizes
@@ -99,6 +103,8 @@ class CommerceJobController:
             self._deleting.discard(meta.get("uid", ""))
             self.cache.drop(key, meta.get("uid", ""))
             self._wake(self.admission.remove(key))
+            self._wake(self._waiting_for(key))  # a dependency that is gone: not found again
+            self.dependencies.discard(key)
             self.queue.discard(key)
             return
         trimmed = trim_commercejob(body)
@@ -131,10 +137,13 @@ class CommerceJobController:
         """Puts a CommerceJob into the cache, tells its queue where it stands now, and notes the parents whose list
         of dependents it makes stale."""
         self.cache.put(key, cjob)
-        self._wake(self.admission.update(key, queue_of(cjob), standing(cjob, datetime.now(UTC)), order_of(cjob)))
+        self._wake(self.dependencies.put(key, dependencies.depends_on(cjob), self._waits))  # a cycle it closes
+        where = self._standing(key, cjob, datetime.now(UTC))
+        self._wake(self.admission.update(key, queue_of(cjob), where, order_of(cjob)))
         state = (cjob.get("status") or {}).get("state") or lifecycle.PENDING
         if old is not None and ((old.get("status") or {}).get("state") or lifecycle.PENDING) == state:
             return
+        self._wake(self._waiting_for(key))  # it appeared, or its state changed: the jobs that wait for it decide again
         self._dependent_changed(key, cjob, state)
         # Its own list, when it became final or is seen first (after a restart): a dependent may have moved on
         # before this version reached the cache.
@@ -149,6 +158,22 @@ class CommerceJobController:
         if cached is None or rv(cached) != rv(decided_from):
             return
         self._store(key, trim_commercejob(answer), cached)
+
+    def _standing(self, key: Key, cjob: dict[str, Any], now: datetime) -> Standing:
+        """Where a job stands in its queue: one whose dependencies have not all Finished could not start now, so it
+        does not compete for a slot (admission.py)."""
+        where = standing(cjob, now)
+        if where is Standing.WAITS and dependencies.blocked(cjob, lambda name: self.cache.get((key[0], name))):
+            return Standing.OUT
+        return where
+
+    def _waits(self, key: Key) -> bool:
+        cjob = self.cache.get(key)
+        return cjob is not None and dependencies.waits(cjob)
+
+    def _waiting_for(self, key: Key) -> list[Key]:
+        """The jobs that wait for this one (through the index), and have not started."""
+        return [k for k in self.dependencies.waiting_for(key) if self._waits(k)]
 
     def _wake(self, keys: Iterable[Key]) -> None:
         for key in keys:
@@ -277,16 +302,47 @@ class CommerceJobController:
             await self._take_template(key, cjob, now)
             return
         # Where it stands may have changed with the time alone (its executeAfter came): its queue hears of it.
-        self._wake(
-            k for k in self.admission.update(key, queue_of(cjob), standing(cjob, now), order_of(cjob)) if k != key
-        )
+        granted = self.admission.update(key, queue_of(cjob), self._standing(key, cjob, now), order_of(cjob))
+        self._wake(k for k in granted if k != key)
+        recorded: dict[str, Any] = {}
+        if spec.get("dependsOn") and not spec.get("cancel") and dependencies.waits(cjob):
+            verdict = self._dependency_verdict(key, cjob, now)
+            if verdict.outcome != dependencies.READY:
+                await self._hold_for_dependencies(key, cjob, verdict, now)
+                return
+            recorded = dependencies.ready_fields(cjob, verdict)
         attempts = int(status.get("attempts") or 0)
         problem = self.cache.pod_problem(key[0], job_name(key[1], attempts)) if attempts else None
         start_timeout = timedelta(seconds=self.config.pod_start_timeout_seconds)
         decision = lifecycle.decide(
             cjob, self.cache.attempts_of(cjob), now, self.admission.holds(key), problem, start_timeout
         )
+        if recorded:  # every dependency Finished: said with the next write (Queued, Scheduled or Running)
+            decision.status = {**(decision.status or {}), **recorded}
         await self._execute(key, cjob, decision, now)
+
+    def _dependency_verdict(self, key: Key, cjob: dict[str, Any], now: datetime) -> dependencies.Verdict:
+        found = {name: self.cache.get((key[0], name)) for name in dependencies.depends_on(cjob)}
+        grace = timedelta(seconds=self.config.dependency_grace_seconds)
+        return dependencies.decide(cjob, found, now, grace, self.dependencies.cycle(key))
+
+    async def _hold_for_dependencies(
+        self, key: Key, cjob: dict[str, Any], verdict: dependencies.Verdict, now: datetime
+    ) -> None:
+        """A job that its dependencies keep from starting: it waits (Pending, naming them), or it ends, Canceled
+        (a dependency ended otherwise than Finished) or Failed (a name not found in time, a cycle). Its end wakes the
+        jobs that wait for it, which end in turn: the cancel goes down the graph, one write for each job."""
+        if verdict.outcome == dependencies.WAIT:
+            waiting = dependencies.waiting_patch(cjob, verdict, now)
+            if waiting is not None:
+                await self._write(key, cjob, waiting, None)
+            if verdict.recheck_at is not None and key in self.cache.cjobs:
+                self.queue.add_after(key, max(0.0, (verdict.recheck_at - now).total_seconds()))
+            return
+        status = dependencies.end_patch(cjob, verdict, now)
+        if (cjob.get("spec") or {}).get("dependingJobs"):
+            status["dependents"] = self._dependents_list(key, cjob, status["state"])
+        await self._write(key, cjob, status, ("Warning", verdict.reason, verdict.message))
 
     async def _sync_dependents(self, key: Key, cjob: dict[str, Any]) -> None:
         """Brings a final job's status.dependents in step with its dependents' states: one write for what changed."""

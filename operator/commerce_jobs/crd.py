@@ -387,11 +387,75 @@ def commercejob_crd() -> dict[str, Any]:
         {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
         {"name": "Label", "type": "string", "jsonPath": ".spec.label", "priority": 1},
         {"name": "Template", "type": "string", "jsonPath": ".spec.templateRef.name", "priority": 1},
+        DEPENDENCIES_COLUMN,
     ]
     # cjob, not cj: that is CronJob's.
     description = "One run of a console command of the shop, as a Kubernetes Job."
-    return _crd("CommerceJob", "commercejobs", "cjob", description,
-                {"spec": spec_schema(), "status": status_schema()}, columns)  # fmt: skip
+    schema = {"spec": with_depends_on(spec_schema()), "status": with_dependencies(status_schema())}
+    crd = _crd("CommerceJob", "commercejobs", "cjob", description, schema, columns)
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["x-kubernetes-validations"] = [NOT_ITSELF]
+    return crd
+
+
+# -- spec.dependsOn (commerce_jobs.dependencies): CommerceJobs only, not templates or CommerceCronJobs ----------------
+MAX_DEPENDS_ON = 100
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DEPENDENCIES_COLUMN = {"name": "Waiting On", "type": "string", "jsonPath": ".status.waitingOn", "priority": 1}
+# Only at the root does CEL see the job's name.
+NOT_ITSELF = {
+    "rule": "!has(self.spec.dependsOn) || !(self.metadata.name in self.spec.dependsOn)",
+    "message": "a job cannot depend on itself",
+    "fieldPath": ".spec.dependsOn",
+}
+
+
+def with_depends_on(spec: dict[str, Any]) -> dict[str, Any]:
+    spec["properties"]["dependsOn"] = {
+        "type": "array",
+        "description": (
+            "CommerceJobs of this namespace that must all be Finished before this one starts (JMSJobQueueBundle's "
+            "addDependency). If one ends otherwise, this job is Canceled. A name must exist, or be created within "
+            "the operator's dependencyGraceSeconds, else the job fails; a cycle fails its jobs."
+        ),
+        "maxItems": MAX_DEPENDS_ON,
+        "x-kubernetes-list-type": "set",  # a name twice is refused ("Duplicate value")
+        "items": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 253,
+            # A rule with a message rather than `pattern`, whose refusal would quote the regular expression.
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"self.matches({DNS_SUBDOMAIN!r})",
+                    "message": "must be the name of a CommerceJob: lowercase letters, digits, '-' and '.'",
+                }
+            ],
+        },
+        "x-kubernetes-validations": [
+            {"rule": "self == oldSelf", "message": "spec.dependsOn is immutable: create a new CommerceJob instead"}
+        ],
+    }
+    spec["x-kubernetes-validations"].append(
+        {"rule": "has(self.dependsOn) == has(oldSelf.dependsOn)",
+         "message": "spec.dependsOn is immutable: create a new CommerceJob instead"}
+    )  # fmt: skip
+    return spec
+
+
+def with_dependencies(status: dict[str, Any]) -> dict[str, Any]:
+    status["properties"]["dependencies"] = {
+        "type": "array",
+        "description": "Each job of spec.dependsOn with its state (NotFound while it does not exist).",
+        "maxItems": MAX_DEPENDS_ON,
+        "items": {
+            "type": "object",
+            "properties": {"name": _string("A job of spec.dependsOn.", 253), "state": _string("Its state.", 32)},
+        },
+    }
+    status["properties"]["waitingOn"] = _string(
+        "The jobs of spec.dependsOn that are not Finished yet, while this one waits for them.", MAX_DEPENDS_ON * 255
+    )
+    return status
 
 
 def commercejobtemplate_crd() -> dict[str, Any]:

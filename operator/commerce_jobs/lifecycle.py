@@ -164,6 +164,14 @@ def _state_patch(
     return patch
 
 
+def state_patch(
+    cjob: dict[str, Any], state: str, cond_status: str, reason: str, message: str, now: datetime
+) -> dict[str, Any]:
+    """The status of a new state (or reason), with its Succeeded condition: for the deciders of other modules
+    (dependencies.py)."""
+    return _state_patch(cjob, state, cond_status, reason, message, now)
+
+
 def _unchanged(cjob: dict[str, Any], state: str, reason: str) -> bool:
     status = cjob.get("status") or {}
     return bool(status.get("state") == state and status.get("reason") == reason)

@@ -3,7 +3,8 @@
 A job in a final state expires ``maxRetention`` after it completed; a Finished one already ``maxRetentionSucceeded``
 after (JMS defaults: 7 days and 1 hour). A job and its dependents go together: the tree under a root job (a job that
 no other CommerceJob owns) is deleted, through ownerReferences, once every job in it has expired, so a parent never
-goes while a dependent of it still runs. At most ``perCall`` trees go per round, oldest first.
+goes while a dependent of it still runs. A job that a job which is not final names in its ``dependsOn`` is kept too
+(with its tree). At most ``perCall`` trees go per round, oldest first.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from commerce_jobs.dependencies import waited_for
 from commerce_jobs.lifecycle import FINAL_STATES, FINISHED, parse_time
 
 DURATION_PATTERN = (
@@ -91,6 +93,7 @@ def plan(
     tree expires."""
     jobs = list(cjobs)
     by_uid = {j["metadata"]["uid"]: j for j in jobs}
+    kept = waited_for(jobs)
     children: dict[str, list[dict[str, Any]]] = {}
     for job in jobs:
         owner = _owner_uid(job)
@@ -98,7 +101,9 @@ def plan(
             children.setdefault(owner, []).append(job)
 
     def tree_expiry(job: dict[str, Any]) -> tuple[datetime | None, int]:
-        latest = expires_at(job, policy)
+        meta = job["metadata"]
+        # A job that a live job waits for does not expire yet; the end of that job plans again.
+        latest = None if (meta.get("namespace", ""), meta.get("name", "")) in kept else expires_at(job, policy)
         size = 1
         for child in children.get(job["metadata"]["uid"], []):
             child_expiry, child_size = tree_expiry(child)

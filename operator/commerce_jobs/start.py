@@ -10,7 +10,7 @@ import contextlib
 import functools
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, TextIO
 
 from kubernetes import client, watch
@@ -29,17 +29,20 @@ RETRY_OF_ANNOTATION = "commercejobs.dev/retry-of"
 NOT_RETRIED = ("cancel", "executeAfter")
 
 
-def from_template(template: str, started_by: str | None = None) -> dict[str, Any]:
-    """A new CommerceJob that runs a template (the operator copies the template's fields into it)."""
+def from_template(template: str, started_by: str | None = None, after: Sequence[str] = ()) -> dict[str, Any]:
+    """A new CommerceJob that runs a template (the operator copies the template's fields into it); ``after``: the
+    jobs that must have Finished before it starts (spec.dependsOn)."""
     metadata: dict[str, Any] = {"generateName": f"{template[:56]}-", "labels": {TEMPLATE_LABEL: template[:63]}}
     if started_by:
         metadata["annotations"] = {STARTED_BY_ANNOTATION: started_by}
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "CommerceJob",
-        "metadata": metadata,
-        "spec": {"templateRef": {"name": template}},
-    }
+    spec: dict[str, Any] = {"templateRef": {"name": template}}
+    if after:
+        spec["dependsOn"] = list(dict.fromkeys(after))
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CommerceJob", "metadata": metadata, "spec": spec}
+
+
+class NoSuchDependency(LookupError):
+    """A name given to --after is not a CommerceJob of the namespace."""
 
 
 def retry_of(job: dict[str, Any], started_by: str | None = None) -> dict[str, Any]:
@@ -116,10 +119,18 @@ class Starter:
         self.out = out
         self._shown: set[str] = set()  # the jobs of the tree already followed (a parent may list a whole tree)
 
-    def create(self, template: str) -> str:
+    def create(self, template: str, after: Sequence[str] = ()) -> str:
         self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "commercejobtemplates", template)
+        for dependency in after:  # a typo is refused here, not 5 minutes later by the operator (DependencyNotFound)
+            try:
+                self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, dependency)
+            except ApiException as e:
+                if e.status == 404:
+                    message = f"no CommerceJob {dependency!r} in namespace {self.namespace!r} (--after)"
+                    raise NoSuchDependency(message) from e
+                raise
         created = self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, from_template(template)
+            GROUP, VERSION, self.namespace, PLURAL, from_template(template, after=after)
         )
         name: str = created["metadata"]["name"]
         self._say(f"commercejob.{GROUP}/{name} created from template {template}")

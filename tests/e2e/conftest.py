@@ -38,6 +38,7 @@ OPERATOR_CONFIG = {
     "queues": {"serial": {"maxRunning": 1}},
     "outputMaxBytes": 16384,
     "podStartTimeoutSeconds": 3,
+    "dependencyGraceSeconds": 5,  # tests/e2e/test_depends_on.py: a dependency that does not exist fails a job soon
     # Jobs of other tests keep the defaults (7 days, 1 hour); retention tests shorten their own.
     "retention": {"perCall": 2, "intervalSeconds": 2},
     # The allowlist is on, as in production, and lets every command run but those that begin with an underscore,

@@ -414,3 +414,26 @@ def test_without_authentication_the_console_is_read_only_for_everyone(
     # In a thread of its own: Playwright's sync API keeps an event loop running on this one.
     with ThreadPoolExecutor(1) as thread:
         thread.submit(asyncio.run, scenario()).result()
+
+
+def test_a_job_shows_its_dependencies_and_the_jobs_that_wait_for_it(
+    page: Any, console: str, cjobs: CommerceJobs, namespace: str, editor: User
+) -> None:
+    """JMS's job page: "Dependencies" and "Incoming Dependencies", each with its state (spec.dependsOn)."""
+    cjobs.create("import-products", command="silver:import", podAnnotations=sim(duration="2s"))
+    cjobs.create("index-products", command="silver:index", dependsOn=["import-products"], podAnnotations=sim())
+    sign_in(page, console, editor)
+
+    waiting = row(page, namespace, "index-products")
+    expect(waiting.locator(".state")).to_have_text("Finished")  # it ran once its dependency had Finished
+    waiting.locator("button.expand").click()
+    detail = page.locator(f'tr.detail-row[data-key="{namespace}/index-products"]')
+    expect(detail.locator(f'.dependencies li[data-key="{namespace}/import-products"] .state')).to_have_text("Finished")
+    expect(detail.locator(".incoming")).to_contain_text("(none)")
+
+    dependency = row(page, namespace, "import-products")
+    dependency.locator("button.expand").click()
+    detail = page.locator(f'tr.detail-row[data-key="{namespace}/import-products"]')
+    expect(detail.locator(f'.incoming li[data-key="{namespace}/index-products"] .state')).to_have_text("Finished")
+    expect(detail.locator(".dependencies")).to_contain_text("(none)")
+    shot(page, "dependencies")

@@ -96,6 +96,17 @@ def ns(faults: Faults) -> Iterator[str]:
     core.delete_namespace(name)
 
 
+@pytest.fixture
+def graph_ns(faults: Faults) -> Iterator[str]:
+    """A second namespace: the dependsOn graphs of the SIGKILL test, apart from its parents."""
+    core = client.CoreV1Api(faults.api)
+    name = f"cj-graphs-{uuid.uuid4().hex[:8]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    wait_for(core.list_namespaced_service_account, "default", lambda _: True, namespace=name)
+    yield name
+    core.delete_namespace(name)
+
+
 class Operator:
     """One `commerce-jobs run` process under the chart's ServiceAccount, with its liveness endpoint."""
 
@@ -270,6 +281,62 @@ def assert_each_attempt_once(faults: Faults, ns: str, expected: set[str]) -> int
     return len(jobs)
 
 
+GRAPHS = 24 if FULL else 6  # dependsOn graphs of 5 jobs each, next to the parents in the SIGKILL test
+
+
+def create_graphs(faults: Faults, ns: str, count: int) -> set[str]:
+    """``count`` graphs a -> (b, c) -> d -> e (spec.dependsOn). In every third c fails, so d and e are canceled; in
+    the one after, a fails its first attempt and is retried (its dependents wait). Returns every job's name."""
+    cjobs = CommerceJobs(faults.api, ns)
+    names: set[str] = set()
+    for k in range(count):
+        g = f"g{k:02d}"
+        a_retried = k % 3 == 2
+        cjobs.create(f"{g}-a", command="app:import", podAnnotations=sim(duration="1s", exit_code_attempt_1="1")
+                     if a_retried else sim(duration="1s"), **({"maxRetries": 1, "retryBackoffSeconds": 1}
+                     if a_retried else {}))  # fmt: skip
+        cjobs.create(f"{g}-b", command="app:index", dependsOn=[f"{g}-a"], podAnnotations=sim(duration="1s"))
+        cjobs.create(f"{g}-c", command="app:prices", dependsOn=[f"{g}-a"],
+                     podAnnotations=sim(exit_code=3) if k % 3 == 1 else sim())  # fmt: skip
+        cjobs.create(f"{g}-d", command="app:swap", dependsOn=[f"{g}-b", f"{g}-c"], podAnnotations=sim())
+        cjobs.create(f"{g}-e", command="app:report", dependsOn=[f"{g}-d"], podAnnotations=sim())
+        names |= {f"{g}-{x}" for x in "abcde"}
+    return names
+
+
+def assert_graphs_ran_in_order_each_job_once(faults: Faults, ns: str, expected: set[str]) -> int:
+    """Every job final; a job ran (one Job per attempt) only after each of its dependencies Finished; below a failed
+    one, every job Canceled (DependencyFailed) once, without a Job. Returns the number of Jobs."""
+    cjobs = wait_all_final(faults, ns, expected)
+    assert set(cjobs) == expected
+    jobs = client.BatchV1Api(faults.api).list_namespaced_job(ns).items
+    by_owner: dict[str, list[client.V1Job]] = {}
+    for job in jobs:
+        by_owner.setdefault(job.metadata.labels["commercejobs.dev/job-name"], []).append(job)
+    canceled_events: dict[str, int] = {}
+    for event in client.CoreV1Api(faults.api).list_namespaced_event(ns).items:
+        if event.reason in ("Canceled", "DependencyFailed"):
+            canceled_events[event.involved_object.name] = canceled_events.get(event.involved_object.name, 0) + 1
+    for name, cjob in cjobs.items():
+        k, role = int(name[1:3]), name[-1]
+        failing = k % 3 == 1
+        wanted = {"a": "Finished", "b": "Finished", "c": "Failed" if failing else "Finished",
+                  "d": "Canceled" if failing else "Finished", "e": "Canceled" if failing else "Finished"}  # fmt: skip
+        assert state(cjob) == wanted[role], (name, cjob.get("status"))
+        mine = sorted(j.metadata.name for j in by_owner.get(name, []))
+        attempts = cjob["status"].get("attempts") or 0
+        assert mine == [f"{name}-{a}" for a in range(1, attempts + 1)], name
+        if state(cjob) == "Canceled":
+            assert (cjob["status"]["reason"], mine) == ("DependencyFailed", []), name
+            assert canceled_events.get(name, 0) <= 1, name  # never canceled twice
+            continue
+        for dependency in cjob["spec"].get("dependsOn") or []:
+            (first, *_) = sorted(by_owner[name], key=lambda j: j.metadata.creation_timestamp)
+            done = cjobs[dependency]["status"]["completionTime"]
+            assert first.metadata.creation_timestamp.strftime("%Y-%m-%dT%H:%M:%SZ") >= done, (name, dependency)
+    return len(jobs)
+
+
 def lease(faults: Faults) -> client.V1Lease:
     return client.CoordinationV1Api(faults.api).read_namespaced_lease(LEASE, NAMESPACE)
 
@@ -281,7 +348,7 @@ def wait_lease(faults: Faults, predicate: Any, timeout: float = 60) -> client.V1
 
 # -- the tests ----------------------------------------------------------------------------------------------------
 def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
-    faults: Faults, ns: str, operators: list[Operator]
+    faults: Faults, ns: str, graph_ns: str, operators: list[Operator]
 ) -> None:
     # Not cryptography: reproducible kill moments.
     seed = int(os.environ.get("COMMERCE_JOBS_FAULTS_SEED") or random.randrange(2**32))  # noqa: S311
@@ -289,6 +356,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
     moments = [round(rng.uniform(0.0, 3.0), 2) for _ in range(KILLS)]
     print(f"\nSIGKILL seed={seed} (COMMERCE_JOBS_FAULTS_SEED={seed} replays it); kills after {moments}s of work")
     expected = create_parents(faults, ns, PARENTS)
+    graphs = create_graphs(faults, graph_ns, GRAPHS)
     for i, moment in enumerate(moments):
         op = start(operators, faults, f"sigkill-{i}", "--standalone")
         op.wait_acting()
@@ -298,6 +366,8 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
     last.wait_acting()
     jobs = assert_each_attempt_once(faults, ns, expected)
     print(f"{len(expected)} CommerceJobs, {jobs} Jobs, {KILLS} SIGKILLs: none lost, none twice")
+    jobs = assert_graphs_ran_in_order_each_job_once(faults, graph_ns, graphs)
+    print(f"dependsOn: {len(graphs)} CommerceJobs in {GRAPHS} graphs, {jobs} Jobs: each in order, once")
 
 
 def test_sigterm_stops_cleanly_releases_the_lease_and_the_next_one_resumes(

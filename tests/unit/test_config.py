@@ -9,6 +9,11 @@ def test_queue_limits_with_a_default() -> None:
     assert OperatorConfig().queue_limit("any") is None
 
 
+def test_a_missing_dependency_is_waited_for_five_minutes_unless_configured() -> None:
+    assert OperatorConfig().dependency_grace_seconds == 300
+    assert OperatorConfig.from_dict({"dependencyGraceSeconds": 20}).dependency_grace_seconds == 20
+
+
 def test_loads_from_the_file_named_by_the_environment(tmp_path, monkeypatch) -> None:
     path = tmp_path / "config.yaml"
     path.write_text("jobDefaults:\n  image: shop:1\n")
@@ -23,6 +28,8 @@ def test_loads_from_the_file_named_by_the_environment(tmp_path, monkeypatch) -> 
         ({"queues": {"imports": {"maxRunning": 0}}}, "queues.imports.maxRunning"),
         ({"outputMaxBytes": 10}, "outputMaxBytes"),
         ({"jobDefaults": ["image"]}, "jobDefaults must be a mapping"),
+        ({"dependencyGraceSeconds": -1}, "dependencyGraceSeconds must be an integer >= 0"),
+        ({"dependencyGraceSeconds": "5 min"}, "dependencyGraceSeconds must be an integer >= 0"),
     ],
 )
 def test_bad_settings_are_refused_with_their_name(data: dict, message: str) -> None:

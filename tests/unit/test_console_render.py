@@ -91,3 +91,29 @@ def test_a_running_job_is_followed_instead_of_its_status_output() -> None:
     assert 'data-following="true"></pre>' in render.detail(running, {}, following=True)
     assert "old attempt&#x27;s output" in render.detail(running, {}, following=False)
     assert "<dd>2 of 1</dd>" in render.detail(running, {}, following=False)
+
+
+def test_dependencies_and_incoming_dependencies_show_with_their_states() -> None:
+    """JMS's job page: "Dependencies" and "Incoming Dependencies", each job with its state."""
+    index = job("index", spec={"command": "silver:index", "dependsOn": ["import-a", "import-b", "gone"]},
+                state="Pending", dependencies=[{"name": "gone", "state": "NotFound"}])  # fmt: skip
+    cache = {
+        (NS, "import-a"): job("import-a", state="Finished"),
+        (NS, "import-b"): job("import-b", state="Running"),
+        (NS, "index"): index,
+        (NS, "report"): job("report", "2026-01-02T00:00:00Z", spec={"command": "r:<b>", "dependsOn": ["index"]}),
+        (NS, "mail"): job("mail", "2026-01-01T12:00:00Z", spec={"command": "m", "dependsOn": ["index"]}),
+    }
+    page = render.detail(index, cache, following=False, incoming=[(NS, "report"), (NS, "mail"), (NS, "deleted")])
+    dependencies = page[page.index("<h4>Dependencies</h4>") : page.index("<h4>Incoming dependencies</h4>")]
+    assert '<span class="name">import-a</span> <code>silver:import tmp</code> ' \
+           '<span class="state state-finished">Finished</span>' in dependencies  # fmt: skip
+    assert '<span class="state state-running">Running</span>' in dependencies
+    assert '<span class="name">gone</span> <span class="state state-notfound">NotFound</span>' in dependencies
+    incoming = page[page.index("<h4>Incoming dependencies</h4>") :]
+    assert incoming.index("mail") < incoming.index("report")  # oldest first
+    assert "r:&lt;b&gt;" in incoming
+    assert "deleted" not in incoming  # gone from the cache: not listed
+    alone = render.detail(job("alone"), {}, following=False)
+    assert '<h4>Dependencies</h4><div class="dependencies"><p>(none)</p>' in alone
+    assert '<h4>Incoming dependencies</h4><div class="incoming"><p>(none)</p>' in alone

@@ -80,3 +80,18 @@ def test_a_schedule_is_checked_by_a_rule_whose_message_a_person_reads() -> None:
     (rule,) = schedule["x-kubernetes-validations"]
     assert rule["message"].startswith("a schedule is 5 fields (minute hour day-of-month month day-of-week")
     assert "@hourly" in rule["message"]
+
+
+def test_depends_on_is_a_commercejob_field_only_with_its_column_in_wide() -> None:
+    """Templates and CommerceCronJobs are unchanged: a dependency names a job that exists, which they cannot."""
+    job = crd.commercejob_crd()["spec"]["versions"][0]
+    schema = job["schema"]["openAPIV3Schema"]
+    depends_on = schema["properties"]["spec"]["properties"]["dependsOn"]
+    assert (depends_on["maxItems"], depends_on["x-kubernetes-list-type"]) == (crd.MAX_DEPENDS_ON, "set")
+    assert {"dependencies", "waitingOn"} <= set(schema["properties"]["status"]["properties"])
+    assert [r["message"] for r in schema["x-kubernetes-validations"]] == ["a job cannot depend on itself"]
+    column = next(c for c in job["additionalPrinterColumns"] if c["name"] == "Waiting On")
+    assert (column["jsonPath"], column["priority"]) == (".status.waitingOn", 1)
+    for builder in (crd.commercejobtemplate_crd, crd.commercecronjob_crd):
+        spec = builder()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        assert "dependsOn" not in spec["properties"]

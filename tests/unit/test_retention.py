@@ -72,3 +72,22 @@ def test_a_parent_waits_while_a_dependent_runs_and_then_goes_with_its_tree() -> 
     grandchild = job("import-index-swap", "Canceled", timedelta(minutes=5), owner="import-index")
     (tree,) = plan([parent, child, grandchild], policy, NOW)[0]
     assert (tree.root["metadata"]["name"], tree.tree_size) == ("import", 3)
+
+
+def test_a_job_that_a_live_job_waits_for_is_kept_with_its_tree_until_that_job_is_final() -> None:
+    """JMS's clean-up kept jobs with incoming dependencies (#58); here: while a job that names it is not final."""
+    policy = RetentionPolicy(timedelta(minutes=1), timedelta(minutes=1))
+    import_job = job("import", "Finished", timedelta(minutes=10))
+    child = job("import-index", "Finished", timedelta(minutes=10), owner="import")
+    other = job("old", "Finished", timedelta(minutes=10))
+    for waiting_state in (None, "Pending", "Running"):
+        waiting = job("report", waiting_state, dependsOn=["import-index", "missing"])
+        due, _ = plan([import_job, child, other, waiting], policy, NOW)
+        assert [e.root["metadata"]["name"] for e in due] == ["old"]  # the tree of import-index stays whole
+    done = job("report", "Canceled", timedelta(seconds=10), dependsOn=["import-index"])
+    due, _ = plan([import_job, child, other, done], policy, NOW)
+    assert sorted(e.root["metadata"]["name"] for e in due) == ["import", "old"]
+    # A job of the same name in another namespace is not kept.
+    elsewhere = {**job("report", "Pending", dependsOn=["import"]), "metadata": {"name": "report", "namespace": "x",
+                                                                                  "uid": "uid-x"}}  # fmt: skip
+    assert "import" in [e.root["metadata"]["name"] for e in plan([import_job, child, elsewhere], policy, NOW)[0]]

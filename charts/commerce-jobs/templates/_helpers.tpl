@@ -39,6 +39,7 @@ queues: {{ toJson .Values.queues }}
 defaultQueueMaxRunning: {{ toJson .Values.defaultQueueMaxRunning }}
 outputMaxBytes: {{ .Values.outputMaxBytes }}
 podStartTimeoutSeconds: {{ .Values.podStartTimeoutSeconds }}
+dependencyGraceSeconds: {{ .Values.dependencyGraceSeconds }}
 retention: {{ toJson .Values.retention }}
 {{- with .Values.allowedCommands }}
 allowedCommands: {{ toJson . }}

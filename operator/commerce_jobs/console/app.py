@@ -370,7 +370,9 @@ class Console:
         _, job = await self._readable_job(request)
         status = job.get("status") or {}
         following = status.get("state") == lifecycle.RUNNING and bool(status.get("jobName"))
-        return _html(render.detail(job, self.controller.cjobs, following))
+        key = (job["metadata"]["namespace"], job["metadata"]["name"])
+        incoming = self.controller.dependencies.waiting_for(key)  # the index: no scan of the cache
+        return _html(render.detail(job, self.controller.cjobs, following, incoming))
 
     async def output(self, request: web.Request) -> web.StreamResponse:
         """The running attempt's output as server-sent events ('output' with a JSON string), then 'end'."""

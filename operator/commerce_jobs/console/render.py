@@ -217,13 +217,48 @@ def dependents_tree(job: Mapping[str, Any], cache: Mapping[tuple[str, str], Mapp
     return branch(str(meta.get("name", "")), list((job.get("spec") or {}).get("dependingJobs") or []))
 
 
+def _job_item(namespace: str, name: str, state: str, command: str = "") -> str:
+    code = f" <code>{esc(command)}</code>" if command else ""
+    return (
+        f'<li data-key="{esc(namespace)}/{esc(name)}"><span class="name">{esc(name)}</span>{code} '
+        f'<span class="state state-{esc(state.lower())}">{esc(state)}</span></li>'
+    )
+
+
+def dependencies_list(job: Mapping[str, Any], cache: Mapping[tuple[str, str], Mapping[str, Any]]) -> str:
+    """The jobs that this one waits for (spec.dependsOn), each with its state: from the cache, else as the status
+    last recorded it, else NotFound."""
+    namespace = str((job.get("metadata") or {}).get("namespace", ""))
+    recorded = {d.get("name"): d.get("state") for d in (job.get("status") or {}).get("dependencies") or []}
+    items = []
+    for name in (job.get("spec") or {}).get("dependsOn") or []:
+        other = cache.get((namespace, name))
+        state = state_of(other) if other else str(recorded.get(name) or "NotFound")
+        items.append(_job_item(namespace, name, state, command_line(other) if other else ""))
+    return f'<ul class="tree">{"".join(items)}</ul>' if items else ""
+
+
+def incoming_list(keys: Iterable[tuple[str, str]], cache: Mapping[tuple[str, str], Mapping[str, Any]]) -> str:
+    """The jobs that name this one in their dependsOn (JMS's "Incoming Dependencies"), oldest first."""
+    others = sorted((cache[k] for k in keys if k in cache), key=newest_first)
+    items = [_job_item(str(o["metadata"].get("namespace", "")), str(o["metadata"].get("name", "")), state_of(o),
+                       command_line(o)) for o in others]  # fmt: skip
+    return f'<ul class="tree">{"".join(items)}</ul>' if items else ""
+
+
 def _field(label: str, value: Any) -> str:
     return f"<dt>{esc(label)}</dt><dd>{esc('' if value is None else value)}</dd>"
 
 
-def detail(job: Mapping[str, Any], cache: Mapping[tuple[str, str], Mapping[str, Any]], following: bool) -> str:
+def detail(
+    job: Mapping[str, Any],
+    cache: Mapping[tuple[str, str], Mapping[str, Any]],
+    following: bool,
+    incoming: Iterable[tuple[str, str]] = (),
+) -> str:
     """The expanded view of one job; ``job`` is the full object (with status.output). ``following``: the page
-    will stream the running pod's log into the output box instead of showing the status's tail."""
+    will stream the running pod's log into the output box instead of showing the status's tail. ``incoming``: the
+    jobs that wait for this one (the controller's dependency index)."""
     meta, spec, status = job.get("metadata") or {}, job.get("spec") or {}, job.get("status") or {}
     parent = (meta.get("annotations") or {}).get(PARENT_ANNOTATION)
     params = "".join(f"<li><code>{esc(p)}</code></li>" for p in spec.get("params") or []) or "<li>(none)</li>"
@@ -247,6 +282,9 @@ def detail(job: Mapping[str, Any], cache: Mapping[tuple[str, str], Mapping[str, 
         f"{_field('Next attempt', status.get('nextAttemptTime', ''))}"
         '</dl><div class="side">'
         f'<h4>Dependents</h4><div class="dependents">{tree}</div>'
+        f'<h4>Dependencies</h4><div class="dependencies">{dependencies_list(job, cache) or "<p>(none)</p>"}</div>'
+        f'<h4>Incoming dependencies</h4><div class="incoming">{incoming_list(incoming, cache) or "<p>(none)</p>"}'
+        "</div>"
         f"<h4>Output{' (following)' if following else ''}</h4>{truncated}"
         f'<pre class="output" data-following="{"true" if following else "false"}">{esc(output)}</pre>'
         "</div></div>"
