@@ -34,6 +34,7 @@ from kubernetes import client, config, watch
 from commerce_jobs.devcluster.cluster import LocalCluster
 from tests.cjobs import FINAL, GROUP, PLURAL, VERSION, CommerceJobs, sim, state
 from tests.e2e.conftest import OPERATOR_CONFIG, REPO, _free_port
+from tests.e2e.operator_process import OperatorProcess, stopped_after
 from tests.kube import wait_for
 
 FULL = os.environ.get("COMMERCE_JOBS_FAULTS") == "full"
@@ -107,7 +108,7 @@ def graph_ns(faults: Faults) -> Iterator[str]:
     core.delete_namespace(name)
 
 
-class Operator:
+class Operator(OperatorProcess):
     """One `commerce-jobs run` process under the chart's ServiceAccount, with its liveness endpoint."""
 
     def __init__(self, faults: Faults, name: str, *args: str) -> None:
@@ -154,30 +155,11 @@ class Operator:
                 return
             time.sleep(0.2)
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
 
 @pytest.fixture
 def operators() -> Iterator[list[Operator]]:
     """Every operator a test started; stopped after it, whatever happened."""
-    started: list[Operator] = []
-    yield started
-    for op in started:
-        op.stop()
+    yield from stopped_after([])
 
 
 def start(operators: list[Operator], faults: Faults, name: str, *args: str) -> Operator:

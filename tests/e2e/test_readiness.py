@@ -17,7 +17,6 @@ import json
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from kubernetes import client
 
 from tests.conftest import Cluster
 from tests.e2e.conftest import OPERATOR_CONFIG, RELEASE, REPO, _free_port, kubectl
+from tests.e2e.operator_process import OperatorProcess, stopped_after
 from tests.kube import wait_for
 
 ARTIFACTS = REPO / "test-artifacts" / "readiness"
@@ -47,7 +47,7 @@ WATCHED = ("apis/commercejobs.dev/v1alpha1/namespaces/{ns}/commercejobs",
 NOBODY = 2_000_000_123  # a user id that exists nowhere, as OpenShift assigns them
 
 
-class Operator:
+class Operator(OperatorProcess):
     """One `commerce-jobs run` process; ``wrapper`` is an argv that runs it (e.g. under another user)."""
 
     def __init__(self, name: str, kubeconfig: Path, config: Path, *args: str, wrapper: tuple[str, ...] = (),
@@ -88,30 +88,11 @@ class Operator:
         _, body = self.wait("/readyz", lambda s, b: s == 200 and b["phase"] == phase, timeout)
         return dict(body)
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
 
 @pytest.fixture
 def operators() -> Iterator[list[Operator]]:
-    """Every operator a test started, stopped after it (a clean stop gives the Lease up for the next test)."""
-    started: list[Operator] = []
-    yield started
-    for op in started:
-        op.stop()
+    """Every operator a test started; stopped after it, whatever happened."""
+    yield from stopped_after([])
 
 
 @pytest.fixture(scope="module")
