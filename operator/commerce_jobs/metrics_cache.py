@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     from commerce_jobs.watchhealth import WatchHealth
 
 
+def _now() -> datetime:
+    """The scrape's clock (a test sets it, so that ages are exact however long the run has lasted)."""
+    return datetime.now(UTC)
+
+
 class CacheCollector:
     """The gauges read from the controller's cache at scrape time (on the event loop's thread, like every reader of
     the cache, so a scrape sees one consistent state)."""
@@ -34,7 +39,7 @@ class CacheCollector:
         controller = self.metrics.controller
         if controller is None:
             return
-        now = datetime.now(UTC)
+        now = _now()
         labels = self.metrics.labels
         counts, succeeded = _scan(controller, labels)
         yield _jobs(counts)

@@ -6,6 +6,7 @@ import asyncio
 import socket
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from commerce_jobs import lifecycle, metrics
+from commerce_jobs import lifecycle, metrics, metrics_cache
 from commerce_jobs.config import OperatorConfig
 from commerce_jobs.controller import CommerceJobController
 from commerce_jobs.cron_controller import CronController
@@ -79,7 +80,12 @@ def value(samples: list[Any], sample: str | None = None, **labels: str) -> float
 
 
 @pytest.fixture
-def attached() -> tuple[Metrics, CommerceJobController, CronController, WatchHealth]:
+def attached(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[Metrics, CommerceJobController, CronController, WatchHealth]]:
+    # Scrapes see the clock that the test's objects were stamped with (NOW is taken at import, and a whole-suite
+    # run reaches these tests half an hour later).
+    monkeypatch.setattr(metrics_cache, "_now", lambda: NOW)
     api = KubeApi(client.ApiClient(client.Configuration()))
     controller = CommerceJobController(api, CONFIG)
     crons = CronController(api, CONFIG, controller)
