@@ -247,6 +247,7 @@ class LocalCluster:
                 self._grant_kubelet_api()
                 imported.result()
                 node.start_node(self.server(state.ports), state.node_ports, record)
+            self._wait_default_service_account()
         except BaseException:
             imports.shutdown(wait=True, cancel_futures=True)
             self._stop(state)
@@ -449,6 +450,21 @@ class LocalCluster:
                 return
             time.sleep(0.25)
         raise ClusterError(f"kube-apiserver not ready after {READY_TIMEOUT:.0f}s; see {record.log}")
+
+    def _wait_default_service_account(self) -> None:
+        # The controller-manager creates it a moment after the apiserver is ready; until then the admission of
+        # every pod in `default` is refused ("serviceaccount \"default\" not found"), so `up` is not done yet.
+        waited = self.kubectl(
+            "wait",
+            "--for=create",
+            "serviceaccount/default",
+            "--namespace=default",
+            f"--timeout={READY_TIMEOUT:.0f}s",
+            check=False,
+            timeout=READY_TIMEOUT + 10,
+        )
+        if waited.returncode != 0:
+            raise ClusterError(f"the default service account was not created: {waited.stderr.strip()}")
 
     def _write_kubeconfigs(self, ports: Ports) -> None:
         for user, path in (
