@@ -23,8 +23,10 @@ import time
 import weakref
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
@@ -87,8 +89,9 @@ class Metrics:
         self.retention_jobs = Counter("commerce_jobs_retention_deleted_jobs",
                                       "CommerceJobs deleted by retention (a tree counts all its jobs)", ["namespace"],
                                       registry=r)  # fmt: skip
-        self.api_requests = Counter("commerce_jobs_api_requests", "Requests of the operator's Kubernetes client",
-                                    ["verb", "resource", "code"], registry=r)  # fmt: skip
+        self.api_requests = Counter("commerce_jobs_api_requests", "Requests of the operator to the apiserver (its "
+                                    "Kubernetes client's and kopf's)", ["verb", "resource", "code"],
+                                    registry=r)  # fmt: skip
         self.api_latency = Histogram("commerce_jobs_api_request_duration_seconds", "Their duration",
                                      ["verb", "resource"], buckets=STEP_BUCKETS, registry=r)  # fmt: skip
         self.queue_adds = Counter("commerce_jobs_workqueue_adds", "Keys added to a controller's work queue",
@@ -136,7 +139,6 @@ class Metrics:
         send = rest.request
 
         def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-            verb, resource = api_route(method, url)
             code = "error"
             started = time.perf_counter()
             try:
@@ -148,11 +150,15 @@ class Metrics:
                 code = str(status) if isinstance(status, int) and status else "error"
                 raise
             finally:
-                self.api_latency.labels(verb, resource).observe(time.perf_counter() - started)
-                self.api_requests.labels(verb, resource, code).inc()
+                self.api_request(method, url, code, time.perf_counter() - started)
 
         request.instrumented = True  # type: ignore[attr-defined]
         rest.request = request
+
+    def api_request(self, method: str, url: str, code: str, seconds: float) -> None:
+        verb, resource = api_route(method, url)
+        self.api_latency.labels(verb, resource).observe(seconds)
+        self.api_requests.labels(verb, resource, code).inc()
 
     # -- what the controller reports ------------------------------------------------------------------------------
     def status_written(self, before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
@@ -241,6 +247,39 @@ def track(api_client: Any) -> None:
     _clients.add(api_client)
     if _active is not None:
         _active.instrument(api_client)
+
+
+def kopf_trace_config() -> aiohttp.TraceConfig:
+    """Counts the requests of kopf's own aiohttp session (its LISTs and WATCHes, the Events it posts) in
+    ``commerce_jobs_api_requests_total``, as ``instrument`` counts the kubernetes client's: runner.login puts it on
+    the session that it hands to kopf. A request's duration is until its response's headers (a watch's stream then
+    lasts minutes), as for the kubernetes client's unparsed answers."""
+
+    async def on_start(_: aiohttp.ClientSession, context: SimpleNamespace, __: aiohttp.TraceRequestStartParams) -> None:
+        context.started = time.perf_counter()
+
+    async def on_end(_: aiohttp.ClientSession, context: SimpleNamespace, params: aiohttp.TraceRequestEndParams) -> None:
+        api_request(params.method, str(params.url), str(params.response.status), time.perf_counter() - context.started)
+
+    async def on_error(
+        _: aiohttp.ClientSession, context: SimpleNamespace, params: aiohttp.TraceRequestExceptionParams
+    ) -> None:
+        api_request(params.method, str(params.url), "error", time.perf_counter() - context.started)
+
+    config = aiohttp.TraceConfig()
+    config.on_request_start.append(on_start)
+    config.on_request_end.append(on_end)
+    config.on_request_exception.append(on_error)
+    return config
+
+
+def api_request(method: str, url: str, code: str, seconds: float) -> None:
+    """A request that the operator sent through kopf's session (see kopf_trace_config)."""
+    if _active is not None:
+        try:
+            _active.api_request(method, url, code, seconds)
+        except Exception:
+            log.exception("metrics: counting an API request failed")
 
 
 def status_written(before: Mapping[str, Any], after: Mapping[str, Any]) -> None:

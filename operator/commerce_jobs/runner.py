@@ -93,7 +93,7 @@ async def login(logger: kopf.Logger, settings: kopf.OperatorSettings, memo: kopf
         headers=info.as_http_headers(),
         proxy=info.proxy_url,
         trust_env=info.trust_env,
-        trace_configs=[trace_config(memo.watch_health)],
+        trace_configs=[trace_config(memo.watch_health), metrics.kopf_trace_config()],  # kopf's requests count too
     )
     return kopf.AiohttpSession(
         aiohttp_session=session, server=info.server, default_namespace=info.default_namespace,

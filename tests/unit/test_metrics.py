@@ -363,6 +363,59 @@ def test_the_operators_other_clients_count_once_attached(attached: Any) -> None:
     assert value(samples, verb="create", resource="subjectaccessreviews", code="200") == 1
 
 
+def test_kopfs_requests_count_by_verb_resource_and_code_through_its_sessions_trace_config(attached: Any) -> None:
+    """kopf's LISTs and WATCHes go through the aiohttp session that runner.login gives it, not the kubernetes client:
+    the trace config on that session counts them in the same counter (a loopback server answers as an apiserver)."""
+    from aiohttp import ClientSession, web
+
+    async def jobs(_: web.Request) -> web.Response:
+        return web.json_response({"items": []})
+
+    async def pods(_: web.Request) -> web.Response:
+        return web.json_response({"kind": "Status", "code": 403}, status=403)
+
+    async def scenario() -> None:
+        app = web.Application()
+        app.router.add_get("/apis/batch/v1/namespaces/shop/jobs", jobs)
+        app.router.add_get("/api/v1/namespaces/shop/pods", pods)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        port = runner.addresses[0][1]
+        with closing(socket.socket()) as s:  # a port where nothing listens: the apiserver is down
+            s.bind(("127.0.0.1", 0))
+            closed = s.getsockname()[1]
+        try:
+            async with ClientSession(trace_configs=[metrics.kopf_trace_config()]) as session:
+                base = f"http://127.0.0.1:{port}"
+                for query in ("?limit=500", "?watch=true&resourceVersion=7", "?watch=true&resourceVersion=9"):
+                    async with session.get(f"{base}/apis/batch/v1/namespaces/shop/jobs{query}") as response:
+                        await response.read()
+                async with session.get(f"{base}/api/v1/namespaces/shop/pods?watch=true") as response:
+                    await response.read()
+                with pytest.raises(OSError, match="Cannot connect"):
+                    await session.get(f"http://127.0.0.1:{closed}/api/v1/namespaces/shop/pods?limit=500")
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(scenario())
+    families = scrape(attached[0])
+    samples = families["commerce_jobs_api_requests"]
+    assert value(samples, verb="list", resource="jobs", code="200") == 1
+    assert value(samples, verb="watch", resource="jobs", code="200") == 2
+    assert value(samples, verb="watch", resource="pods", code="403") == 1
+    assert value(samples, verb="list", resource="pods", code="error") == 1
+    durations = families["commerce_jobs_api_request_duration_seconds"]
+    assert value(durations, "commerce_jobs_api_request_duration_seconds_count", verb="watch", resource="jobs") == 2
+
+
+def test_kopfs_requests_count_nothing_on_a_standby() -> None:
+    """Before the Lease (or on a standby) no Metrics is attached: the trace config's hook records nothing."""
+    m = Metrics(CONFIG)
+    metrics.api_request("GET", "https://k/api/v1/pods?watch=true", "200", 0.01)
+    assert "commerce_jobs_api_requests" not in {name for name, samples in scrape(m).items() if samples}
+
+
 def test_a_work_queue_reports_adds_waits_retries_and_reconcile_results() -> None:
     m = Metrics(CONFIG)
 
