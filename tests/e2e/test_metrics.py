@@ -2,22 +2,18 @@
 passes --metrics) on loopback, and the test reads what it stored through Prometheus' HTTP API: the metrics of jobs
 run on the real control plane, and label sets that stay bounded under generated hostile input.
 
-Scraping the operator's pod on a real node is not covered here (the e2e operator runs as a local process).
+The server itself (tests/e2e/prometheus.py) is shared with tests/e2e/test_realnode_helm.py, where it scrapes the
+chart's operator pod on the real node.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import closing
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -29,93 +25,17 @@ from commerce_jobs import crd
 from tests.cjobs import CommerceJobs, sim
 from tests.conftest import Cluster
 from tests.e2e.conftest import REPO, kubectl_apply
+from tests.e2e.prometheus import Prometheus, by, free_port, running_prometheus
 
 pytestmark = pytest.mark.usefixtures("simulated_cluster")
-SCRAPE_SECONDS = 1
-Sample = dict[str, Any]
-
-
-class Prometheus:
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def query(self, promql: str) -> list[Sample]:
-        """An instant query: its samples as {"metric": labels, "value": float}."""
-        address = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
-        with urllib.request.urlopen(address, timeout=10) as response:  # noqa: S310  loopback
-            answer = json.load(response)
-        assert answer["status"] == "success", answer
-        return [{"metric": r["metric"], "value": float(r["value"][1])} for r in answer["data"]["result"]]
-
-    def until(self, promql: str, holds: Callable[[list[Sample]], bool], timeout: float = 60) -> list[Sample]:
-        """The query's answer once ``holds`` is true of it: Prometheus scrapes every second, so this polls it (there
-        is nothing to watch); the last answer is in the failure."""
-        deadline = time.monotonic() + timeout
-        while True:
-            samples = self.query(promql)
-            if holds(samples):
-                return samples
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{promql}: still {samples} after {timeout}s")
-            time.sleep(SCRAPE_SECONDS / 2)
-
-    def value(self, promql: str) -> float:
-        samples = self.query(promql)
-        assert len(samples) == 1, (promql, samples)
-        return float(samples[0]["value"])
-
-
-def _free_port() -> int:
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def prometheus(operator: subprocess.Popen[bytes], metrics_port: int, tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[Prometheus]:  # fmt: skip
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("the Prometheus server is missing: apt-get install prometheus (or `make system-deps`)")
-    directory = tmp_path_factory.mktemp("prometheus")
-    config = {
-        "global": {"scrape_interval": f"{SCRAPE_SECONDS}s", "evaluation_interval": f"{SCRAPE_SECONDS}s"},
-        # honor_labels as the chart's ServiceMonitor: the jobs' namespace label is the metric's own.
-        "scrape_configs": [{"job_name": "commerce-jobs", "honor_labels": True,
-                            "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}],
-    }  # fmt: skip
-    (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = _free_port()
-    log = (REPO / "test-artifacts" / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [binary, f"--config.file={directory / 'prometheus.yml'}", f"--storage.tsdb.path={directory / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        server = Prometheus(f"http://127.0.0.1:{port}")
-        deadline = time.monotonic() + 60
-        while True:  # until it answers queries; then until its first scrape of the operator succeeded
-            assert process.poll() is None, (REPO / "test-artifacts" / "prometheus.log").read_text()[-3000:]
-            try:
-                server.until('up{job="commerce-jobs"}', lambda s: [x["value"] for x in s] == [1], timeout=30)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "Prometheus did not start within 60s"
-                time.sleep(0.2)
+    with running_prometheus([f"127.0.0.1:{metrics_port}"], tmp_path_factory.mktemp("prometheus"),
+                            REPO / "test-artifacts" / "prometheus.log") as server:  # fmt: skip
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        finally:
-            if process.poll() is None:
-                process.kill()
-            log.close()
-
-
-def by(samples: list[Sample], label: str) -> dict[str, float]:
-    return {s["metric"].get(label, ""): s["value"] for s in samples}
 
 
 def test_prometheus_sees_the_jobs_their_queue_and_their_completions(
@@ -169,6 +89,10 @@ def test_prometheus_sees_the_jobs_their_queue_and_their_completions(
     assert durations >= 3 * 3  # three Finished runs of about 4 s (the simulated pods' timing is coarse)
     # The controller's own metrics moved too.
     assert prometheus.value('sum(commerce_jobs_api_requests_total{verb="create", resource="jobs"})') >= 4
+    # kopf's own LIST and WATCH of the CommerceJobs (through its aiohttp session) are in the same counter.
+    for verb in ("list", "watch"):
+        kopfs = f'sum(commerce_jobs_api_requests_total{{verb="{verb}", resource="commercejobs", code="200"}})'
+        assert prometheus.value(kopfs) >= 1
     assert prometheus.value('sum(commerce_jobs_reconcile_total{controller="commercejobs", result="success"})') > 0
     assert prometheus.value('min(commerce_jobs_watch_healthy{resource="commercejobs"})') == 1
     assert prometheus.value("max(process_resident_memory_bytes)") > 10 * 2**20
@@ -234,7 +158,7 @@ def test_only_the_lease_holder_has_job_metrics_and_a_standby_says_leader_0(
     replicas: list[tuple[subprocess.Popen[bytes], int]] = []
     try:
         for index in range(2):
-            port = _free_port()
+            port = free_port()
             log = (tmp_path / f"replica-{index}.log").open("wb")
             replicas.append((subprocess.Popen(
                 [sys.executable, "-m", "commerce_jobs", "run", "--leader-election", f"--lease-namespace={namespace}",

@@ -2,7 +2,8 @@
 
 The chart's Deployment runs the operator's real image (built from the Dockerfile) on the real kubelet, its probes
 are real, and `helm test` runs its hook Pod there; the jobs run the demo shop's real commands. In order, on one
-release: `helm install --wait --rollback-on-failure`, `helm test`, a killed operator container, `helm upgrade` (to a
+release: `helm install --wait --rollback-on-failure`, `helm test`, a real Prometheus on the host's loopback that
+scrapes the operator pod's /metrics while jobs run (issue 15), a killed operator container, `helm upgrade` (to a
 user id that exists nowhere) while 50 jobs run, `helm rollback` to revision 1 while 50 more run, `helm uninstall`.
 Apart: the same install of an operator that cannot start fails, with its last words where the user looks.
 
@@ -37,6 +38,7 @@ from commerce_jobs.devcluster.realnode import RealNode
 from commerce_jobs.jobbuild import ATTEMPT_LABEL, OWNER_LABEL
 from tests.cjobs import FINAL, CommerceJobs, state
 from tests.conftest import Cluster
+from tests.e2e.prometheus import Sample, by, running_prometheus
 from tests.e2e.realnode import ON_REAL_NODE, REPO, SHOP_IMAGE, OperatorFactory, processes_with, real_kubectl
 from tests.kube import wait_deleted, wait_for
 
@@ -325,6 +327,78 @@ def test_install_waits_for_a_working_operator_and_helm_test_runs_a_job_on_the_no
     # Its hook objects are gone (hook-succeeded), and so is its CommerceJob.
     hook_pods = core.list_namespaced_pod(RELEASE_NAMESPACE, label_selector="app.kubernetes.io/name=commerce-jobs-test")
     assert hook_pods.items == []
+
+
+def metrics_endpoint(real_node_cluster: Cluster, pod: client.V1Pod) -> str:
+    """host:port of the release's metrics Service, from its EndpointSlice (as Prometheus' Kubernetes discovery finds
+    its targets) once the endpoint is the operator pod and ready."""
+    discovery = client.DiscoveryV1Api(real_node_cluster.api)
+    endpoints = wait_for(
+        discovery.list_namespaced_endpoint_slice, "",
+        lambda s: [(e.addresses, e.conditions.ready) for e in s.endpoints or []] == [([pod.status.pod_ip], True)],
+        timeout=60, namespace=RELEASE_NAMESPACE, label_selector=f"kubernetes.io/service-name={FULLNAME}-metrics",
+    )  # fmt: skip
+    (port,) = [p.port for p in endpoints.ports if p.name == "metrics"]
+    return f"{pod.status.pod_ip}:{port}"
+
+
+def test_a_real_prometheus_scrapes_the_operator_pod_and_sees_its_jobs_and_queue(
+    real_node_cluster: Cluster, release_namespaces: None, core: client.CoreV1Api, batch: client.BatchV1Api,
+    life_jobs: CommerceJobs, tmp_path: Path,
+) -> None:  # fmt: skip
+    """Issue 15 on the real node: Prometheus (Debian's server, on the host's loopback) scrapes the chart's operator
+    pod at its metrics Service's endpoint (the pod's IP on the CNI bridge, port 8082, the chart's default), while
+    real commands run, and its HTTP API shows the Lease, the completions, the queue gauges and kopf's requests."""
+    target = metrics_endpoint(real_node_cluster, operator_pod(core))
+    assert target.endswith(":8082")
+    started = time.monotonic()
+    with running_prometheus([target], tmp_path, REPO / "test-artifacts" / "prometheus-realnode.log") as prometheus:
+        (leader,) = prometheus.query("commerce_jobs_leader")
+        assert (leader["metric"]["instance"], leader["value"]) == (target, 1)
+        assert prometheus.value('commerce_jobs_queue_limit{queue="default"}') == QUEUE_LIMIT
+        ns = f'namespace="{JOBS_NAMESPACE}"'
+        completions = f"sum by (state) (commerce_jobs_job_completions_total{{{ns}}})"
+        attempts = f"sum by (result) (commerce_jobs_attempts_total{{{ns}}})"
+        # The release's `helm test` job counted already: what this test adds is the difference.
+        completed_before = by(prometheus.query(completions), "state")
+        attempts_before = by(prometheus.query(attempts), "result")
+
+        expected = {}
+        for i in range(3):
+            life_jobs.create(f"prom-{i}", command="shop:slow", params=["--seconds=8"])
+            expected[f"prom-{i}"] = ("Finished", 0)
+        life_jobs.create("prom-failing", command="silver:erp:resend-orders", params=["--env=prod"])
+        expected["prom-failing"] = ("Failed", 3)
+        # While the slow ones run in their containers: the default queue has them (its limit is 10: none waits).
+        prometheus.until('commerce_jobs_queue_running{queue="default"} >= 3 and on() '
+                         'commerce_jobs_queue_waiting{queue="default"} == 0', bool, timeout=120)  # fmt: skip
+        prometheus.until(f'commerce_jobs_jobs{{{ns}, queue="default", state="Running"}} >= 3', bool)
+        check_batch(life_jobs, batch, expected, "jobs scraped by Prometheus")
+
+        def delta(samples: list[Sample], before: dict[str, float], label: str) -> dict[str, float]:
+            now = by(samples, label)
+            return {k: v - before.get(k, 0) for k, v in now.items() if v != before.get(k, 0)}
+
+        completed = prometheus.until(
+            completions, lambda s: delta(s, completed_before, "state") == {"Finished": 3, "Failed": 1}
+        )
+        added = delta(prometheus.query(attempts), attempts_before, "result")
+        assert added == {"started": 4, "succeeded": 3, "failed": 1}
+        prometheus.until('commerce_jobs_queue_running{queue="default"} == 0', bool)
+        jobs = by(prometheus.query(f'sum by (state) (commerce_jobs_jobs{{{ns}, queue="default"}})'), "state")
+        assert jobs.get("Finished", 0) >= 3, jobs  # the cache also has the namespace's earlier jobs, if any
+        assert jobs.get("Failed", 0) >= 1, jobs
+        # The operator's API requests: its client's creates, and kopf's own LIST and WATCH of the CommerceJobs.
+        requests = 'sum(commerce_jobs_api_requests_total{{verb="{}", resource="{}", code="{}"}})'
+        assert prometheus.value(requests.format("create", "jobs", "201")) >= 4
+        assert prometheus.value(requests.format("list", "commercejobs", "200")) >= 1
+        assert prometheus.value(requests.format("watch", "commercejobs", "200")) >= 1
+        assert prometheus.value('min(commerce_jobs_watch_healthy{resource="commercejobs"})') == 1
+        assert prometheus.value("process_resident_memory_bytes") > 10 * 2**20
+    print(
+        f"\nPrometheus scraped {target} (the operator pod) for {time.monotonic() - started:.1f}s: leader 1, "
+        f"completions {delta(completed, completed_before, 'state')}, attempts {added}, jobs by state {jobs}"
+    )
 
 
 def test_a_killed_operator_container_restarts_and_its_running_jobs_finish_once(
