@@ -15,13 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from commerce_jobs import lifecycle
-from commerce_jobs.cronbuild import CRON_LABEL
-from commerce_jobs.jobbuild import ATTEMPT_LABEL
+from commerce_jobs.api_names import ATTEMPT_LABEL, COMMERCEJOB, CRON_LABEL, JOB_NAME_LABEL, PREFIX
 from commerce_jobs.kubeapi import pod_outcome
 from commerce_jobs.lifecycle import JobView, PodOutcome, PodProblem
 
 Key = tuple[str, str]  # (namespace, name)
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
 
 def trim_commercejob(body: dict[str, Any]) -> dict[str, Any]:
@@ -30,7 +28,7 @@ def trim_commercejob(body: dict[str, Any]) -> dict[str, Any]:
     status = {k: v for k, v in (body.get("status") or {}).items() if k != "output"}
     kept = ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp", "ownerReferences")
     trimmed_meta = {k: meta[k] for k in kept if k in meta}
-    ours = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith("commercejobs.dev/")}
+    ours = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(PREFIX)}
     if ours:
         trimmed_meta["annotations"] = ours
     return {
@@ -142,7 +140,7 @@ class JobCache:
         if view is None:
             return None
         job_key = (meta["namespace"], meta["name"])
-        owner, uid = owner_name(meta, "CommerceJob"), owner_uid(meta, "CommerceJob")
+        owner, uid = owner_name(meta, COMMERCEJOB), owner_uid(meta, COMMERCEJOB)
         if not owner or not uid:
             if event_type != "DELETED" and CRON_LABEL in (meta.get("labels") or {}):
                 self.adoptions[job_key] = body  # a scheduled run: to record as a CommerceJob of the same name

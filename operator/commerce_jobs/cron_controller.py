@@ -12,9 +12,10 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from commerce_jobs import lifecycle
+from commerce_jobs.api_names import COMMERCECRONJOB, CRON_LABEL
 from commerce_jobs.config import OperatorConfig
 from commerce_jobs.controller import CommerceJobController, Key
-from commerce_jobs.cronbuild import CRON_LABEL, cronjob_manifest, cronjob_name
+from commerce_jobs.cronbuild import cronjob_manifest, cronjob_name
 from commerce_jobs.jobbuild import CommandNotAllowed, InvalidSpec
 from commerce_jobs.kubeapi import KubeApi, api_message
 from commerce_jobs.workqueue import WorkQueue, serve
@@ -49,7 +50,7 @@ class CronController:
 
     def observe_cronjob(self, event_type: str | None, body: dict[str, Any]) -> None:
         meta = body.get("metadata") or {}
-        owner = next((r["name"] for r in meta.get("ownerReferences") or [] if r.get("kind") == "CommerceCronJob"), None)
+        owner = next((r["name"] for r in meta.get("ownerReferences") or [] if r.get("kind") == COMMERCECRONJOB), None)
         if not owner:
             return
         key = (meta["namespace"], owner)
@@ -157,7 +158,7 @@ class CronController:
     def _last_run(self, namespace: str, cron: str) -> dict[str, Any] | None:
         runs = [
             j for (ns, _), j in self.jobs.cjobs.items()
-            if ns == namespace and any(r.get("kind") == "CommerceCronJob" and r.get("name") == cron
+            if ns == namespace and any(r.get("kind") == COMMERCECRONJOB and r.get("name") == cron
                                        for r in j["metadata"].get("ownerReferences") or [])
         ]  # fmt: skip
         return max(

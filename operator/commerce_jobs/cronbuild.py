@@ -12,11 +12,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from commerce_jobs.api_names import ADOPTED_JOB_ANNOTATION, API_VERSION, CRON_LABEL, MANAGED_BY
 from commerce_jobs.config import OperatorConfig
-from commerce_jobs.jobbuild import API_VERSION, MANAGED_BY, controller_reference, job_manifest
-from commerce_jobs.lifecycle import ADOPTED_JOB_ANNOTATION
+from commerce_jobs.jobbuild import controller_reference, job_manifest
 
-CRON_LABEL = "commercejobs.dev/cronjob"
 CRON_ONLY_FIELDS = (
     "schedule", "timeZone", "concurrencyPolicy", "suspend", "startingDeadlineSeconds",
     "successfulJobsHistoryLimit", "failedJobsHistoryLimit",

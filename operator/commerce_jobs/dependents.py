@@ -7,11 +7,19 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from commerce_jobs.jobbuild import API_VERSION, controller_reference
-from commerce_jobs.lifecycle import CANCELED, FINAL_STATES, FINISHED, PENDING, RUNNING
+from commerce_jobs.api_names import (
+    API_VERSION,
+    CANCELED,
+    FINAL_STATES,
+    FINISHED,
+    MANAGED_BY,
+    PARENT_ANNOTATION,
+    PARENT_LABEL,
+    PENDING,
+    RUNNING,
+)
+from commerce_jobs.jobbuild import controller_reference
 
-PARENT_LABEL = "commercejobs.dev/parent-uid"
-PARENT_ANNOTATION = "commercejobs.dev/parent"
 MAX_NAME = 253
 
 # What a dependent inherits from its parent: it runs in the same shop, with the same runtime, unless it says otherwise.
@@ -45,7 +53,7 @@ def build_dependent(parent: dict[str, Any], item: dict[str, Any]) -> dict[str, A
             "namespace": meta["namespace"],
             # The parent's own labels are not copied: a GitOps tool that tracks the parent by a label would
             # otherwise take its dependents for objects of its own and prune them.
-            "labels": {PARENT_LABEL: meta["uid"], "app.kubernetes.io/managed-by": "commerce-jobs"},
+            "labels": {PARENT_LABEL: meta["uid"], **MANAGED_BY},
             "annotations": {PARENT_ANNOTATION: meta["name"]},
             "ownerReferences": [controller_reference(parent, "CommerceJob")],
         },

@@ -11,13 +11,16 @@ import hashlib
 from typing import Any
 
 from commerce_jobs import policy
+from commerce_jobs.api_names import (
+    API_VERSION,
+    ATTEMPT_LABEL,
+    COMMERCEJOB_ANNOTATION,
+    CONTAINER,
+    MANAGED_BY,
+    OWNER_LABEL,
+)
 from commerce_jobs.config import OperatorConfig
 
-API_VERSION = "commercejobs.dev/v1alpha1"
-CONTAINER = "console"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "commerce-jobs"}
-OWNER_LABEL = "commercejobs.dev/job-name"
-ATTEMPT_LABEL = "commercejobs.dev/attempt"
 DEFAULT_CONSOLE = ["php", "bin/console"]
 MAX_JOB_NAME = 63  # a Job's name becomes a label value of its pods
 
@@ -155,7 +158,7 @@ def job_manifest(cjob: dict[str, Any], attempt: int, config: OperatorConfig) -> 
             "name": name,
             "namespace": meta["namespace"],
             "labels": labels,
-            "annotations": {"commercejobs.dev/commercejob": meta["name"]},
+            "annotations": {COMMERCEJOB_ANNOTATION: meta["name"]},
             "ownerReferences": [controller_reference(cjob, "CommerceJob")],
         },
         "spec": job_spec,

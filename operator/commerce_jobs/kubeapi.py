@@ -12,13 +12,22 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from commerce_jobs.api_names import (
+    API_VERSION,
+    COMMERCECRONJOBS,
+    COMMERCEJOB,
+    COMMERCEJOBS,
+    COMMERCEJOBTEMPLATES,
+    CONTAINER,
+    FIELD_MANAGER,
+    GROUP,
+    JOB_NAME_LABEL,
+    VERSION,
+)
 from commerce_jobs.lifecycle import AttemptResult, PodOutcome
 from commerce_jobs.output import DEFAULT_MAX_BYTES, tail_of
 from commerce_jobs.workqueue import Requeue
 
-GROUP, VERSION, PLURAL = "commercejobs.dev", "v1alpha1", "commercejobs"
-CONTAINER = "console"
-FIELD_MANAGER = "commerce-jobs"
 log = logging.getLogger(__name__)
 
 
@@ -42,9 +51,7 @@ def conflict_resolves(existing: dict[str, Any], owner_name: str) -> bool:
     meta = existing.get("metadata") or {}
     if meta.get("deletionTimestamp"):
         return True
-    return any(
-        r.get("kind") == "CommerceJob" and r.get("name") == owner_name for r in meta.get("ownerReferences") or []
-    )
+    return any(r.get("kind") == COMMERCEJOB and r.get("name") == owner_name for r in meta.get("ownerReferences") or [])
 
 
 def api_message(error: ApiException) -> str:
@@ -156,7 +163,7 @@ class KubeApi:
 
     def _newest_pod(self, namespace: str, job_name: str) -> PodOutcome | None:
         response = self.core.list_namespaced_pod(
-            namespace, label_selector=f"batch.kubernetes.io/job-name={job_name}", _preload_content=False
+            namespace, label_selector=f"{JOB_NAME_LABEL}={job_name}", _preload_content=False
         )
         pods = json.loads(response.data).get("items") or []
         if not pods:
@@ -171,7 +178,9 @@ class KubeApi:
 
     def _conditional_patch(self, patch: Any, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            result: dict[str, Any] = patch(GROUP, VERSION, namespace, PLURAL, name, body, field_manager=FIELD_MANAGER)
+            result: dict[str, Any] = patch(
+                GROUP, VERSION, namespace, COMMERCEJOBS, name, body, field_manager=FIELD_MANAGER
+            )
         except ApiException as e:
             if e.status == 409:
                 raise Conflict(f"{namespace}/{name} changed") from e
@@ -183,7 +192,7 @@ class KubeApi:
         the one that was judged expired (same uid). False when it was already gone."""
         try:
             self.custom.delete_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name,
+                GROUP, VERSION, namespace, COMMERCEJOBS, name,
                 body={"preconditions": {"uid": uid}, "propagationPolicy": "Background"},
             )  # fmt: skip
         except ApiException as e:
@@ -198,9 +207,9 @@ class KubeApi:
         while True:
             kwargs: dict[str, Any] = {"limit": 500, **({"_continue": token} if token else {})}
             if namespace:
-                page = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, **kwargs)
+                page = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, COMMERCEJOBS, **kwargs)
             else:
-                page = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
+                page = self.custom.list_cluster_custom_object(GROUP, VERSION, COMMERCEJOBS, **kwargs)
             items.extend(page["items"])
             token = page["metadata"].get("continue")
             if not token:
@@ -209,7 +218,7 @@ class KubeApi:
     def get_template(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             result: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, "commercejobtemplates", name
+                GROUP, VERSION, namespace, COMMERCEJOBTEMPLATES, name
             )
         except ApiException as e:
             if e.status == 404:
@@ -226,12 +235,14 @@ class KubeApi:
         namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         try:
             created: dict[str, Any] = self.custom.create_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, manifest, field_manager=FIELD_MANAGER
+                GROUP, VERSION, namespace, COMMERCEJOBS, manifest, field_manager=FIELD_MANAGER
             )
         except ApiException as e:
             if e.status != 409:
                 raise
-            existing: dict[str, Any] = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            existing: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, COMMERCEJOBS, name
+            )
             return existing
         return created
 
@@ -239,7 +250,7 @@ class KubeApi:
         """Adds a CommerceJob to a Job's owners (not as its controller: that stays its CronJob)."""
         meta = job["metadata"]
         refs = [r for r in meta.get("ownerReferences") or [] if r.get("uid") != owner["metadata"]["uid"]]
-        refs.append({"apiVersion": f"{GROUP}/{VERSION}", "kind": "CommerceJob", "name": owner["metadata"]["name"],
+        refs.append({"apiVersion": API_VERSION, "kind": COMMERCEJOB, "name": owner["metadata"]["name"],
                      "uid": owner["metadata"]["uid"]})  # fmt: skip
         self.batch.patch_namespaced_job(meta["name"], meta["namespace"], {"metadata": {"ownerReferences": refs}})
 
@@ -277,7 +288,7 @@ class KubeApi:
 
     def patch_cron_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, "commercecronjobs", name, {"status": status}, field_manager=FIELD_MANAGER
+            GROUP, VERSION, namespace, COMMERCECRONJOBS, name, {"status": status}, field_manager=FIELD_MANAGER
         )
         return result
 
@@ -289,7 +300,7 @@ class KubeApi:
         event = client.CoreV1Event(
             metadata=client.V1ObjectMeta(generate_name=f"{meta['name'][:200]}.", namespace=meta["namespace"]),
             involved_object=client.V1ObjectReference(
-                api_version=f"{GROUP}/{VERSION}",
+                api_version=API_VERSION,
                 kind=kind,
                 name=meta["name"],
                 namespace=meta["namespace"],
@@ -302,9 +313,9 @@ class KubeApi:
             first_timestamp=now,
             last_timestamp=now,
             count=1,
-            source=client.V1EventSource(component="commerce-jobs"),
-            reporting_component="commercejobs.dev/operator",
-            reporting_instance="commerce-jobs",
+            source=client.V1EventSource(component=FIELD_MANAGER),
+            reporting_component=f"{GROUP}/operator",
+            reporting_instance=FIELD_MANAGER,
         )
         try:
             _discard(self.core.create_namespaced_event(meta["namespace"], event, _preload_content=False))

@@ -11,13 +11,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-PENDING, RUNNING = "Pending", "Running"
-FINISHED, FAILED, TERMINATED, CANCELED, INCOMPLETE = "Finished", "Failed", "Terminated", "Canceled", "Incomplete"
-FINAL_STATES = frozenset({FINISHED, FAILED, TERMINATED, CANCELED, INCOMPLETE})
+# The states (api_names.py), named here too: the decisions are written in them.
+from commerce_jobs.api_names import ADOPTED_JOB_ANNOTATION as ADOPTED_JOB_ANNOTATION
+from commerce_jobs.api_names import CANCELED as CANCELED
+from commerce_jobs.api_names import FAILED as FAILED
+from commerce_jobs.api_names import FINAL_STATES as FINAL_STATES
+from commerce_jobs.api_names import FINISHED as FINISHED
+from commerce_jobs.api_names import INCOMPLETE as INCOMPLETE
+from commerce_jobs.api_names import PENDING as PENDING
+from commerce_jobs.api_names import RUNNING as RUNNING
+from commerce_jobs.api_names import TERMINATED as TERMINATED
 
 MAX_RETRY_BACKOFF = timedelta(hours=1)
 MAX_MESSAGE = 4096  # characters of a condition's message
-ADOPTED_JOB_ANNOTATION = "commercejobs.dev/adopted-job"
 
 
 @dataclass(frozen=True)

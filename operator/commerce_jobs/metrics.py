@@ -31,6 +31,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from commerce_jobs import __version__, lifecycle
+from commerce_jobs.api_names import COMMERCECRONJOB, COMMERCECRONJOBS, COMMERCEJOBS
 from commerce_jobs.metrics_cache import CacheCollector
 from commerce_jobs.metrics_labels import DEFAULT_QUEUE, LabelVocabulary, api_route, error_reason, owner, timestamp
 
@@ -113,8 +114,8 @@ class Metrics:
         """This replica acts: read its caches, count what its controllers and client do, and let the hooks record."""
         global _active
         self.controller, self.crons, self.watch_health = controller, crons, watch_health
-        self.observe_queue(controller.queue, "commercejobs")
-        self.observe_queue(crons.queue, "commercecronjobs")
+        self.observe_queue(controller.queue, COMMERCEJOBS)
+        self.observe_queue(crons.queue, COMMERCECRONJOBS)
         for api_client in [controller.api.core.api_client, *_clients]:
             self.instrument(api_client)
         self.leader.set(1)
@@ -159,7 +160,7 @@ class Metrics:
         """A CommerceJob's status was written: count the attempt that started or ended, and the final state."""
         old, new = before.get("status") or {}, after.get("status") or {}
         meta, spec = after.get("metadata") or {}, after.get("spec") or {}
-        cron = owner(meta, "CommerceCronJob")
+        cron = owner(meta, COMMERCECRONJOB)
         if cron and self.crons is not None:
             task = self.crons.crons.get((meta.get("namespace", ""), cron))
             if task is not None and (task.get("spec") or {}).get("command") == spec.get("command"):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from commerce_jobs import lifecycle, schedule
+from commerce_jobs.api_names import COMMERCECRONJOB, COMMERCECRONJOBS, COMMERCEJOBS
 from commerce_jobs.metrics_labels import DEFAULT_QUEUE, LabelVocabulary, owner, timestamp
 
 if TYPE_CHECKING:
@@ -95,9 +96,9 @@ class CacheCollector:
     def _work_queues(self, controller: CommerceJobController) -> Iterator[Metric]:
         depth = GaugeMetricFamily("commerce_jobs_workqueue_depth", "Keys waiting in a controller's work queue",
                                   labels=["name"])  # fmt: skip
-        depth.add_metric(["commercejobs"], len(controller.queue))
+        depth.add_metric([COMMERCEJOBS], len(controller.queue))
         if self.metrics.crons is not None:
-            depth.add_metric(["commercecronjobs"], len(self.metrics.crons.queue))
+            depth.add_metric([COMMERCECRONJOBS], len(self.metrics.crons.queue))
         yield depth
 
 
@@ -113,7 +114,7 @@ def _scan(
         state = status.get("state") or lifecycle.PENDING
         counts[(namespace, labels.queue((job.get("spec") or {}).get("queue", DEFAULT_QUEUE)), state)] += 1
         if state == lifecycle.FINISHED and job["metadata"].get("ownerReferences"):
-            cron = owner(job["metadata"], "CommerceCronJob")
+            cron = owner(job["metadata"], COMMERCECRONJOB)
             completed = timestamp(status.get("completionTime")) if cron else None
             if cron and completed is not None:
                 key = (namespace, cron)

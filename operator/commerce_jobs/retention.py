@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from commerce_jobs.api_names import COMMERCEJOB
 from commerce_jobs.dependencies import waited_for
 from commerce_jobs.lifecycle import FINAL_STATES, FINISHED, parse_time
 
@@ -81,7 +82,7 @@ class Expired:
 
 def _owner_uid(cjob: dict[str, Any]) -> str | None:
     for ref in cjob["metadata"].get("ownerReferences") or []:
-        if ref.get("kind") == "CommerceJob":
+        if ref.get("kind") == COMMERCEJOB:
             return str(ref.get("uid"))
     return None
 

@@ -27,10 +27,10 @@ from kubernetes import client, config
 
 import commerce_jobs.handlers  # noqa: F401  (registers the handlers)
 from commerce_jobs import metrics, probes
+from commerce_jobs.api_names import FIELD_MANAGER, GROUP, MANAGED_BY
 from commerce_jobs.config import ConfigError, OperatorConfig
 from commerce_jobs.controller import CommerceJobController
 from commerce_jobs.cron_controller import CronController
-from commerce_jobs.handlers.commercejob import MANAGED_BY
 from commerce_jobs.kubeapi import KubeApi
 from commerce_jobs.leader import LeaderElection, LeaseTimings, default_identity
 from commerce_jobs.probes import Phase, Snapshot
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from commerce_jobs.console.app import ConsoleSettings
     from commerce_jobs.metrics_server import MetricsSettings
 
-PREFIX = "commercejobs.dev"
 WORKERS = 16
 SERVER_TIMEOUT, CLIENT_TIMEOUT = 300, 330  # seconds: kopf's watch requests
 # Where the kubelet reads a container's last words (the default terminationMessagePath); written only when it exists.
@@ -125,7 +124,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     if memo.get("leader_settings") is not None:
         await _lead(memo)
     # Keep kopf's bookkeeping off the objects: no progress or diff-base annotations, no Events for log lines.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.level = logging.WARNING
     # The resources are known: no watch of CRDs or namespaces (nor the RBAC rights for one).
@@ -235,7 +234,7 @@ def stopped_event(pod: str, namespace: str, uid: str | None, message: str) -> cl
         metadata=client.V1ObjectMeta(generate_name=f"{pod[:200]}.", namespace=namespace),
         involved_object=client.V1ObjectReference(api_version="v1", kind="Pod", name=pod, namespace=namespace, uid=uid),
         reason="OperatorStopped", message=message[-1024:], type="Warning", count=1,
-        first_timestamp=now, last_timestamp=now, source=client.V1EventSource(component="commerce-jobs"),
+        first_timestamp=now, last_timestamp=now, source=client.V1EventSource(component=FIELD_MANAGER),
     )  # fmt: skip
 
 

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from commerce_jobs.kubeapi import GROUP, PLURAL, VERSION
+from commerce_jobs.api_names import API_VERSION, COMMERCEJOB, COMMERCEJOBS, GROUP, VERSION
 from commerce_jobs.lifecycle import FINAL_STATES, FINISHED
 
 
@@ -29,8 +29,8 @@ def commercejob(name: str, command: str, params: list[str], image: str | None) -
     if image:
         spec["image"] = image
     return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "CommerceJob",
+        "apiVersion": API_VERSION,
+        "kind": COMMERCEJOB,
         "metadata": {"name": name, "labels": {"app.kubernetes.io/component": "smoke-test"}},
         "spec": spec,
     }
@@ -52,14 +52,14 @@ class SmokeTest:
         self.custom = client.CustomObjectsApi(api)
         self.namespace, self.name, self.out = namespace, name, out
         self.list_fn: Callable[..., Any] = functools.partial(
-            self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL
+            self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, COMMERCEJOBS
         )
 
     def run(self, command: str, params: list[str], image: str | None, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         self._delete_leftover(deadline)
         self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, commercejob(self.name, command, params, image)
+            GROUP, VERSION, self.namespace, COMMERCEJOBS, commercejob(self.name, command, params, image)
         )
         self._say(f"commercejob.{GROUP}/{self.name} created in {self.namespace}: {' '.join([command, *params])}")
         final = self._follow(deadline)
@@ -73,13 +73,13 @@ class SmokeTest:
                 self.out.write(status["output"])
             self._say(f"FAILED; kept: kubectl -n {self.namespace} describe commercejob {self.name}")
             return False
-        self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.name)
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, COMMERCEJOBS, self.name)
         self._say(f"{self.name}: Finished, and deleted")
         return True
 
     def _delete_leftover(self, deadline: float) -> None:
         try:
-            self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.name)
+            self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, COMMERCEJOBS, self.name)
         except ApiException as e:
             if e.status == 404:
                 return

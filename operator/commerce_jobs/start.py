@@ -16,15 +16,21 @@ from typing import Any, Protocol, TextIO
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from commerce_jobs.api_names import (
+    API_VERSION,
+    COMMERCEJOB,
+    COMMERCEJOBS,
+    COMMERCEJOBTEMPLATES,
+    CONTAINER,
+    GROUP,
+    RETRY_OF_ANNOTATION,
+    STARTED_BY_ANNOTATION,
+    TEMPLATE_LABEL,
+    VERSION,
+)
 from commerce_jobs.console.live import started_pod
-from commerce_jobs.kubeapi import CONTAINER, GROUP, PLURAL, VERSION
 from commerce_jobs.lifecycle import CANCELED, FINAL_REASONS, FINAL_STATES, FINISHED, RUNNING
 
-TEMPLATE_LABEL = "commercejobs.dev/template"
-
-
-STARTED_BY_ANNOTATION = "commercejobs.dev/started-by"
-RETRY_OF_ANNOTATION = "commercejobs.dev/retry-of"
 # What a retry does not take from the job it repeats: a cancel, and a start time that has passed.
 NOT_RETRIED = ("cancel", "executeAfter")
 
@@ -38,7 +44,7 @@ def from_template(template: str, started_by: str | None = None, after: Sequence[
     spec: dict[str, Any] = {"templateRef": {"name": template}}
     if after:
         spec["dependsOn"] = list(dict.fromkeys(after))
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CommerceJob", "metadata": metadata, "spec": spec}
+    return {"apiVersion": API_VERSION, "kind": COMMERCEJOB, "metadata": metadata, "spec": spec}
 
 
 class NoSuchDependency(LookupError):
@@ -58,8 +64,8 @@ def retry_of(job: dict[str, Any], started_by: str | None = None) -> dict[str, An
         body = from_template(template, started_by)
     else:
         body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "CommerceJob",
+            "apiVersion": API_VERSION,
+            "kind": COMMERCEJOB,
             "metadata": {"annotations": {STARTED_BY_ANNOTATION: started_by}} if started_by else {},
             "spec": {k: v for k, v in spec.items() if k not in NOT_RETRIED},
         }
@@ -120,17 +126,17 @@ class Starter:
         self._shown: set[str] = set()  # the jobs of the tree already followed (a parent may list a whole tree)
 
     def create(self, template: str, after: Sequence[str] = ()) -> str:
-        self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "commercejobtemplates", template)
+        self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, COMMERCEJOBTEMPLATES, template)
         for dependency in after:  # a typo is refused here, not 5 minutes later by the operator (DependencyNotFound)
             try:
-                self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, dependency)
+                self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, COMMERCEJOBS, dependency)
             except ApiException as e:
                 if e.status == 404:
                     message = f"no CommerceJob {dependency!r} in namespace {self.namespace!r} (--after)"
                     raise NoSuchDependency(message) from e
                 raise
         created = self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, from_template(template, after=after)
+            GROUP, VERSION, self.namespace, COMMERCEJOBS, from_template(template, after=after)
         )
         name: str = created["metadata"]["name"]
         self._say(f"commercejob.{GROUP}/{name} created from template {template}")
@@ -193,7 +199,9 @@ class Starter:
         raise RuntimeError(f"the watch of {name} ended")  # _object_versions never ends by itself
 
     def versions(self, name: str) -> Iterable[dict[str, Any]]:
-        list_fn = functools.partial(self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL)
+        list_fn = functools.partial(
+            self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace, COMMERCEJOBS
+        )
         return _object_versions(list_fn, name)
 
     def follow_attempt(self, job_name: str) -> Follower | None:

@@ -26,6 +26,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from commerce_jobs import lifecycle
+from commerce_jobs.api_names import COMMERCEJOBS, COMMERCEJOBTEMPLATES, GROUP, VERSION
 from commerce_jobs.console import render
 from commerce_jobs.console.auth import (
     SESSION_COOKIE,
@@ -40,7 +41,7 @@ from commerce_jobs.console.auth import (
 from commerce_jobs.console.history import HistoryViews
 from commerce_jobs.console.live import Changes, follow_log, started_pod
 from commerce_jobs.controller import CommerceJobController
-from commerce_jobs.kubeapi import GROUP, PLURAL, VERSION, api_message
+from commerce_jobs.kubeapi import api_message
 from commerce_jobs.start import from_template, retry_of
 
 log = logging.getLogger("commerce_jobs.console")
@@ -241,13 +242,13 @@ class Console:
         templates = self._templates
         try:
             if self.namespaces:
-                kind = "commercejobtemplates"
+                kind = COMMERCEJOBTEMPLATES
                 calls = [self._call(self.custom.list_namespaced_custom_object, GROUP, VERSION, ns, kind)
                          for ns in self.namespaces]  # fmt: skip
                 pages = await asyncio.gather(*calls)
                 templates = [t for page in pages for t in page["items"]]
             else:
-                page = await self._call(self.custom.list_cluster_custom_object, GROUP, VERSION, "commercejobtemplates")
+                page = await self._call(self.custom.list_cluster_custom_object, GROUP, VERSION, COMMERCEJOBTEMPLATES)
                 templates = page["items"]
         except ApiException as e:
             log.warning("console: cannot list CommerceJobTemplates: %s", e.reason)
@@ -363,7 +364,9 @@ class Console:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
         if not viewer.may(namespace).view:
             raise web.HTTPForbidden(text=f"{viewer.name} may not list CommerceJobs in {namespace}")
-        job = await self._api(GONE, self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name)
+        job = await self._api(
+            GONE, self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, COMMERCEJOBS, name
+        )
         return viewer, job
 
     async def detail(self, request: web.Request) -> web.Response:
@@ -428,21 +431,23 @@ class Console:
         session, namespace, template = await self._authorize(request, "create")
         missing = f"no CommerceJobTemplate {template} in {namespace}"
         read = self.custom.get_namespaced_custom_object
-        await self._api(missing, read, GROUP, VERSION, namespace, "commercejobtemplates", template)
+        await self._api(missing, read, GROUP, VERSION, namespace, COMMERCEJOBTEMPLATES, template)
         body = from_template(template, started_by=session.identity.username)
         created = await self._as_user(session, missing, lambda api: api.create_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, body))  # fmt: skip
+            GROUP, VERSION, namespace, COMMERCEJOBS, body))  # fmt: skip
         return self._done(request, session, f"started {created['metadata']['name']} from template {template}")
 
     async def cancel_job(self, request: web.Request) -> web.Response:
         session, namespace, name = await self._authorize(request, "patch")
         await self._as_user(session, GONE, lambda api: api.patch_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name, {"spec": {"cancel": True}}))  # fmt: skip
+            GROUP, VERSION, namespace, COMMERCEJOBS, name, {"spec": {"cancel": True}}))  # fmt: skip
         return self._done(request, session, f"asked {name} to cancel")
 
     async def retry_job(self, request: web.Request) -> web.Response:
         session, namespace, name = await self._authorize(request, "create")
-        job = await self._api(GONE, self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name)
+        job = await self._api(
+            GONE, self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, COMMERCEJOBS, name
+        )
         if render.state_of(job) not in render.RETRYABLE:
             raise web.HTTPConflict(text=f"{name} is {render.state_of(job)}: only failed jobs are retried")
         body = retry_of(job, started_by=session.identity.username)
@@ -450,9 +455,9 @@ class Console:
         if template:  # started from its template again: which must still exist
             missing = f"{name} cannot be retried: no CommerceJobTemplate {template} in {namespace}"
             read = self.custom.get_namespaced_custom_object
-            await self._api(missing, read, GROUP, VERSION, namespace, "commercejobtemplates", template)
+            await self._api(missing, read, GROUP, VERSION, namespace, COMMERCEJOBTEMPLATES, template)
         created = await self._as_user(session, GONE, lambda api: api.create_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, body))  # fmt: skip
+            GROUP, VERSION, namespace, COMMERCEJOBS, body))  # fmt: skip
         how = f" from template {template}" if template else ""
         return self._done(request, session, f"retrying {name} as {created['metadata']['name']}{how}")
 

@@ -17,15 +17,14 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from kubernetes.client.exceptions import ApiException
 
+from commerce_jobs.api_names import COMMERCECRONJOBS, GROUP, VERSION
 from commerce_jobs.console import tasks
 from commerce_jobs.console.auth import csrf_ok
-from commerce_jobs.kubeapi import GROUP, VERSION
 
 if TYPE_CHECKING:
     from commerce_jobs.console.app import Console
 
 log = logging.getLogger("commerce_jobs.console")
-CRONS = "commercecronjobs"
 
 
 class HistoryViews:
@@ -46,10 +45,10 @@ class HistoryViews:
             if console.namespaces:
                 read = console.custom.list_namespaced_custom_object
                 pages = await asyncio.gather(
-                    *(console._call(read, GROUP, VERSION, ns, CRONS) for ns in console.namespaces)
+                    *(console._call(read, GROUP, VERSION, ns, COMMERCECRONJOBS) for ns in console.namespaces)
                 )
                 return [c for page in pages for c in page["items"]]
-            page = await console._call(console.custom.list_cluster_custom_object, GROUP, VERSION, CRONS)
+            page = await console._call(console.custom.list_cluster_custom_object, GROUP, VERSION, COMMERCECRONJOBS)
         except ApiException as e:
             log.warning("console: cannot list CommerceCronJobs: %s", e.reason)
             return []
@@ -78,9 +77,11 @@ class HistoryViews:
         allowed = self.console.reviewer.allowed
 
         async def rights(namespace: str) -> tasks.CronRights:
-            if not await allowed(session.identity, "list", namespace, CRONS):
+            if not await allowed(session.identity, "list", namespace, COMMERCECRONJOBS):
                 return tasks.CronRights()
-            return tasks.CronRights(view=True, suspend=await allowed(session.identity, "patch", namespace, CRONS))
+            return tasks.CronRights(
+                view=True, suspend=await allowed(session.identity, "patch", namespace, COMMERCECRONJOBS)
+            )
 
         ordered = sorted(namespaces)
         return viewer, dict(zip(ordered, await asyncio.gather(*(rights(ns) for ns in ordered)), strict=True))
@@ -111,11 +112,12 @@ class HistoryViews:
         if not namespace or not name or wanted not in ("true", "false"):
             raise web.HTTPBadRequest(text="namespace, name and suspend (true or false) are required")
         user = session.identity.username
-        if not await console.reviewer.allowed(session.identity, "patch", namespace, CRONS):
+        if not await console.reviewer.allowed(session.identity, "patch", namespace, COMMERCECRONJOBS):
             log.info("console: %s may not patch commercecronjobs in %s", user, namespace)
             raise web.HTTPForbidden(text=f"{user} may not patch CommerceCronJobs in {namespace}")
+        suspend = {"spec": {"suspend": wanted == "true"}}
         await console._api(f"no CommerceCronJob {name} in {namespace}", console.custom.patch_namespaced_custom_object,
-                           GROUP, VERSION, namespace, CRONS, name, {"spec": {"suspend": wanted == "true"}})  # fmt: skip
+                           GROUP, VERSION, namespace, COMMERCECRONJOBS, name, suspend)  # fmt: skip
         log.info("console: %s %s crontab task %s/%s", user, "suspended" if wanted == "true" else "resumed",
                  namespace, name)  # fmt: skip
         raise web.HTTPSeeOther("/crontab")

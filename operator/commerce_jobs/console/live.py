@@ -13,7 +13,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from commerce_jobs.kubeapi import CONTAINER
+from commerce_jobs.api_names import CONTAINER
 
 Key = tuple[str, str]
 

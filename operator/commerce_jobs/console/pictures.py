@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from commerce_jobs import lifecycle
+from commerce_jobs.api_names import COMMERCECRONJOB
 
 K = TypeVar("K", bound=Hashable)
 
@@ -69,7 +70,7 @@ def template_of(job: Mapping[str, Any]) -> tuple[str, str] | None:
 def cron_of(job: Mapping[str, Any]) -> tuple[str, str] | None:
     """(namespace, task) of a run of a CommerceCronJob."""
     meta = job.get("metadata") or {}
-    owner = next((r.get("name") for r in meta.get("ownerReferences") or [] if r.get("kind") == "CommerceCronJob"), None)
+    owner = next((r.get("name") for r in meta.get("ownerReferences") or [] if r.get("kind") == COMMERCECRONJOB), None)
     return (str(meta.get("namespace", "")), str(owner)) if owner else None
 
 

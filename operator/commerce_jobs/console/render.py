@@ -13,7 +13,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from commerce_jobs import lifecycle
-from commerce_jobs.dependents import PARENT_ANNOTATION, dependent_name
+from commerce_jobs.api_names import PARENT_ANNOTATION
+from commerce_jobs.dependents import dependent_name
 
 PAGE_SIZE = 50
 STATES = (lifecycle.PENDING, lifecycle.RUNNING, *sorted(lifecycle.FINAL_STATES))

@@ -9,13 +9,12 @@ from typing import Any
 
 import kopf
 
+from commerce_jobs.api_names import COMMERCECRONJOBS, COMMERCEJOBS, GROUP, MANAGED_BY, VERSION
 from commerce_jobs.controller import CommerceJobController
 from commerce_jobs.cron_controller import CronController
 
-MANAGED_BY = {"app.kubernetes.io/managed-by": "commerce-jobs"}
 
-
-@kopf.on.event("commercejobs.dev", "v1alpha1", "commercejobs")
+@kopf.on.event(GROUP, VERSION, COMMERCEJOBS)
 async def commercejob_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     controller: CommerceJobController = memo.controller
     controller.observe_commercejob(type, dict(body))
@@ -33,7 +32,7 @@ async def pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
     controller.observe_pod(type, dict(body))
 
 
-@kopf.on.event("commercejobs.dev", "v1alpha1", "commercecronjobs")
+@kopf.on.event(GROUP, VERSION, COMMERCECRONJOBS)
 async def commercecronjob_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     crons: CronController = memo.crons
     crons.observe_cron(type, dict(body))
