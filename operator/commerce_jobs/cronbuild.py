@@ -9,12 +9,12 @@ dependents.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from commerce_jobs.api_names import ADOPTED_JOB_ANNOTATION, API_VERSION, CRON_LABEL, MANAGED_BY
 from commerce_jobs.config import OperatorConfig
 from commerce_jobs.jobbuild import controller_reference, job_manifest
+from commerce_jobs.names import shortened
 
 CRON_ONLY_FIELDS = (
     "schedule", "timeZone", "concurrencyPolicy", "suspend", "startingDeadlineSeconds",
@@ -29,10 +29,7 @@ def run_spec(cron: dict[str, Any]) -> dict[str, Any]:
 
 
 def cronjob_name(name: str) -> str:
-    if len(name) <= MAX_CRONJOB_NAME:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return f"{name[: MAX_CRONJOB_NAME - len(digest) - 1].rstrip('-.')}-{digest}"
+    return shortened(name, MAX_CRONJOB_NAME)
 
 
 def _owner(cron: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +18,7 @@ from commerce_jobs.api_names import (
     RUNNING,
 )
 from commerce_jobs.jobbuild import controller_reference
+from commerce_jobs.names import shortened
 
 MAX_NAME = 253
 
@@ -33,11 +33,7 @@ ITEM_ONLY_FIELDS = ("name",)
 
 
 def dependent_name(parent: str, child: str) -> str:
-    name = f"{parent}-{child}"
-    if len(name) <= MAX_NAME:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
-    return f"{name[: MAX_NAME - len(digest) - 1]}-{digest}"
+    return shortened(f"{parent}-{child}", MAX_NAME, digest_chars=10)
 
 
 def build_dependent(parent: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:

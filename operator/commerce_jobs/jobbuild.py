@@ -7,7 +7,6 @@ sees it, so a parameter such as ``$(rm -rf /)`` reaches PHP as exactly those cha
 from __future__ import annotations
 
 import copy
-import hashlib
 from typing import Any
 
 from commerce_jobs import policy
@@ -20,6 +19,7 @@ from commerce_jobs.api_names import (
     OWNER_LABEL,
 )
 from commerce_jobs.config import OperatorConfig
+from commerce_jobs.names import shortened
 
 DEFAULT_CONSOLE = ["php", "bin/console"]
 MAX_JOB_NAME = 63  # a Job's name becomes a label value of its pods
@@ -91,13 +91,7 @@ def _keyed(where: str, key: str, items: list[dict[str, Any]] | None) -> dict[str
 
 def job_name(cjob_name: str, attempt: int) -> str:
     """``<commercejob>-<attempt>``; a name too long for a label value is cut and given a stable hash."""
-    suffix = f"-{attempt}"
-    name = cjob_name + suffix
-    if len(name) <= MAX_JOB_NAME:
-        return name
-    digest = hashlib.sha256(cjob_name.encode()).hexdigest()[:8]
-    keep = MAX_JOB_NAME - len(suffix) - len(digest) - 1
-    return f"{cjob_name[:keep].rstrip('-.')}-{digest}{suffix}"
+    return shortened(cjob_name, MAX_JOB_NAME, suffix=f"-{attempt}")
 
 
 def argv(spec: dict[str, Any]) -> list[str]:
@@ -117,7 +111,7 @@ def job_manifest(cjob: dict[str, Any], attempt: int, config: OperatorConfig) -> 
         raise CommandNotAllowed(refused)
     name = job_name(meta["name"], attempt)
     # Label values are at most 63 characters; the owner's full name is in an annotation and the ownerReference.
-    labels = {**MANAGED_BY, OWNER_LABEL: _label_value(meta["name"]), ATTEMPT_LABEL: str(attempt)}
+    labels = {**MANAGED_BY, OWNER_LABEL: shortened(meta["name"], MAX_JOB_NAME), ATTEMPT_LABEL: str(attempt)}
 
     container: dict[str, Any] = {
         "name": CONTAINER,
@@ -176,10 +170,3 @@ def controller_reference(owner: dict[str, Any], kind: str) -> dict[str, Any]:
         "controller": True,
         "blockOwnerDeletion": True,
     }
-
-
-def _label_value(name: str) -> str:
-    if len(name) <= MAX_JOB_NAME:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return f"{name[: MAX_JOB_NAME - len(digest) - 1].rstrip('-.')}-{digest}"

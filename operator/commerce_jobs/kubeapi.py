@@ -21,9 +21,9 @@ from commerce_jobs.api_names import (
     CONTAINER,
     FIELD_MANAGER,
     GROUP,
-    JOB_NAME_LABEL,
     VERSION,
 )
+from commerce_jobs.jobpods import job_pods, newest_pod
 from commerce_jobs.lifecycle import AttemptResult, PodOutcome
 from commerce_jobs.output import DEFAULT_MAX_BYTES, tail_of
 from commerce_jobs.workqueue import Requeue
@@ -162,13 +162,8 @@ class KubeApi:
         return AttemptResult(outcome.exit_code, tail.text, tail.truncated, outcome.pod_reason)
 
     def _newest_pod(self, namespace: str, job_name: str) -> PodOutcome | None:
-        response = self.core.list_namespaced_pod(
-            namespace, label_selector=f"{JOB_NAME_LABEL}={job_name}", _preload_content=False
-        )
-        pods = json.loads(response.data).get("items") or []
-        if not pods:
-            return None
-        return pod_outcome(max(pods, key=lambda p: p["metadata"].get("creationTimestamp") or ""))
+        pod = newest_pod(job_pods(self.core, namespace, job_name))
+        return None if pod is None else pod_outcome(pod)
 
     # -- CommerceJobs ------------------------------------------------------------------------------------------------
     def patch_status(self, namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> dict[str, Any]:

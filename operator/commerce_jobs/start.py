@@ -28,7 +28,7 @@ from commerce_jobs.api_names import (
     TEMPLATE_LABEL,
     VERSION,
 )
-from commerce_jobs.console.live import started_pod
+from commerce_jobs.jobpods import started_pod
 from commerce_jobs.lifecycle import CANCELED, FINAL_REASONS, FINAL_STATES, FINISHED, RUNNING
 
 # What a retry does not take from the job it repeats: a cancel, and a start time that has passed.

@@ -39,8 +39,9 @@ from commerce_jobs.console.auth import (
     user_configuration,
 )
 from commerce_jobs.console.history import HistoryViews
-from commerce_jobs.console.live import Changes, follow_log, started_pod
+from commerce_jobs.console.live import Changes, follow_log
 from commerce_jobs.controller import CommerceJobController
+from commerce_jobs.jobpods import started_pod
 from commerce_jobs.kubeapi import api_message
 from commerce_jobs.start import from_template, retry_of
 

@@ -58,18 +58,6 @@ class Changes:
         return len(self._subscribers)
 
 
-def started_pod(core: client.CoreV1Api, namespace: str, job_name: str) -> str | None:
-    """The newest pod of a Job whose container has started (only those have a log)."""
-    pods: list[Any] = core.list_namespaced_pod(
-        namespace, label_selector=f"batch.kubernetes.io/job-name={job_name}"
-    ).items
-    started = [p for p in pods if p.status and p.status.phase in ("Running", "Succeeded", "Failed")]
-    if not started:
-        return None
-    newest = max(started, key=lambda p: p.metadata.creation_timestamp)
-    return str(newest.metadata.name)
-
-
 async def follow_log(core: client.CoreV1Api, namespace: str, pod: str, idle: float = 15.0) -> AsyncGenerator[str]:
     """The pod's log as it is written, until it ends or the caller closes the iterator (a page closed); an empty
     string after ``idle`` seconds without output, so that the caller can check its page is still there."""
