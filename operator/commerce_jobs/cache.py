@@ -10,12 +10,20 @@ such object's own DELETED event comes after them in its stream.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from commerce_jobs import lifecycle
-from commerce_jobs.api_names import ATTEMPT_LABEL, COMMERCEJOB, CRON_LABEL, JOB_NAME_LABEL, PREFIX
+from commerce_jobs.api_names import (
+    ATTEMPT_LABEL,
+    COMMERCECRONJOB,
+    COMMERCEJOB,
+    CRON_LABEL,
+    JOB_NAME_LABEL,
+    PENDING,
+    PREFIX,
+)
 from commerce_jobs.kubeapi import pod_outcome
 from commerce_jobs.lifecycle import JobView, PodOutcome, PodProblem
 
@@ -121,6 +129,15 @@ class JobCache:
             del self.cjobs[key]
         self._forget_attempts(key[0], uid)
 
+    def state_of(self, namespace: str) -> Callable[[str], str | None]:
+        """The state of a job of the namespace, by name (Pending until it has one); None when it is not cached."""
+
+        def state(name: str) -> str | None:
+            cjob = self.cjobs.get((namespace, name))
+            return None if cjob is None else (cjob.get("status") or {}).get("state") or PENDING
+
+        return state
+
     def attempts_of(self, cjob: dict[str, Any]) -> dict[int, JobView]:
         return self.attempts.get(cjob["metadata"].get("uid", ""), {})
 
@@ -217,3 +234,34 @@ class JobCache:
             "pod problems": len(self.pod_problems),
             "adoptions": len(self.adoptions),
         }
+
+
+class CachedJobs(Mapping[Key, dict[str, Any]]):
+    """The read API of the controller's cache, for the console, the cron controller and the metrics: the cached
+    CommerceJobs (trimmed: no output) by (namespace, name), read-only, and the look-ups they need. Read it on the
+    event loop's thread, as the controller writes it there."""
+
+    def __init__(self, cache: JobCache, waiting_for: Callable[[Key], Iterable[Key]]) -> None:
+        self._cache = cache
+        self._waiting_for = waiting_for
+
+    def __getitem__(self, key: Key) -> dict[str, Any]:
+        return self._cache.cjobs[key]
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._cache.cjobs)
+
+    def __len__(self) -> int:
+        return len(self._cache.cjobs)
+
+    def waiting_for(self, key: Key) -> list[Key]:
+        """The jobs whose spec.dependsOn names this one (through the dependency index: no scan of the cache)."""
+        return list(self._waiting_for(key))
+
+    def runs_of(self, namespace: str, cron: str) -> list[dict[str, Any]]:
+        """The CommerceJobs that record the runs of a CommerceCronJob."""
+        return [
+            j for (ns, _), j in self._cache.cjobs.items()
+            if ns == namespace and any(r.get("kind") == COMMERCECRONJOB and r.get("name") == cron
+                                       for r in j["metadata"].get("ownerReferences") or [])
+        ]  # fmt: skip

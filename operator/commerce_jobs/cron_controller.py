@@ -13,8 +13,9 @@ from kubernetes.client.exceptions import ApiException
 
 from commerce_jobs import lifecycle
 from commerce_jobs.api_names import COMMERCECRONJOB, CRON_LABEL
+from commerce_jobs.cache import CachedJobs, Key
 from commerce_jobs.config import OperatorConfig
-from commerce_jobs.controller import CommerceJobController, Key
+from commerce_jobs.controller import CommerceJobController
 from commerce_jobs.cronbuild import cronjob_manifest, cronjob_name
 from commerce_jobs.jobbuild import CommandNotAllowed, InvalidSpec
 from commerce_jobs.kubeapi import KubeApi, api_message
@@ -24,7 +25,8 @@ log = logging.getLogger("commerce_jobs.cron")
 
 
 class CronController:
-    def __init__(self, api: KubeApi, config: OperatorConfig, jobs: CommerceJobController, workers: int = 2) -> None:
+    def __init__(self, api: KubeApi, config: OperatorConfig, jobs: CachedJobs, workers: int = 2) -> None:
+        """``jobs``: the CommerceJob controller's cache, read for the runs of each CommerceCronJob."""
         self.api = api
         self.config = config
         self.jobs = jobs
@@ -33,8 +35,11 @@ class CronController:
         self.cronjobs: dict[Key, dict[str, Any]] = {}  # the CronJobs' status, by their CommerceCronJob's key
         self.queue: WorkQueue[Key] = WorkQueue()
         self._tasks: list[asyncio.Task[None]] = []
-        jobs.cron_of_job = self.cron_of_job
-        jobs.run_changed = lambda namespace, cron: self.queue.add((namespace, cron))
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The workers: each runs for ever, so one that is done has died."""
+        return list(self._tasks)
 
     # -- fed by the watch handlers --------------------------------------------------------------------------------
     def observe_cron(self, event_type: str | None, body: dict[str, Any]) -> None:
@@ -59,6 +64,10 @@ class CronController:
         else:
             self.cronjobs[key] = {"name": meta["name"], "status": dict(body.get("status") or {})}
         self.queue.add(key)
+
+    def run_changed(self, namespace: str, cron: str) -> None:
+        """A run of the CommerceCronJob changed (the CommerceJob controller tells): its status follows."""
+        self.queue.add((namespace, cron))
 
     def cron_of_job(self, job: dict[str, Any]) -> dict[str, Any] | None:
         meta = job["metadata"]
@@ -156,16 +165,32 @@ class CronController:
         return False
 
     def _last_run(self, namespace: str, cron: str) -> dict[str, Any] | None:
-        runs = [
-            j for (ns, _), j in self.jobs.cjobs.items()
-            if ns == namespace and any(r.get("kind") == COMMERCECRONJOB and r.get("name") == cron
-                                       for r in j["metadata"].get("ownerReferences") or [])
-        ]  # fmt: skip
         return max(
-            runs, key=lambda j: (j["metadata"].get("creationTimestamp", ""), j["metadata"]["name"]), default=None
+            self.jobs.runs_of(namespace, cron),
+            key=lambda j: (j["metadata"].get("creationTimestamp", ""), j["metadata"]["name"]),
+            default=None,
         )
 
 
 def _ready(ok: bool, reason: str, message: str, now: datetime, generation: int | None) -> dict[str, Any]:
     condition = lifecycle.condition("True" if ok else "False", reason, message, now, generation, kind="Ready")
     return {"conditions": [condition], "observedGeneration": generation}
+
+
+def controllers(
+    api: KubeApi, config: OperatorConfig, workers: int = 16
+) -> tuple[CommerceJobController, CronController]:
+    """The two controllers, each given what it needs of the other through its constructor: the CommerceJob
+    controller finds a scheduled Job's CommerceCronJob and tells of its runs' changes; the cron controller reads
+    the runs from the CommerceJob controller's cache."""
+    crons: CronController  # made second: the callbacks look it up when they are called, never before
+
+    def cron_of_job(job: dict[str, Any]) -> dict[str, Any] | None:
+        return crons.cron_of_job(job)
+
+    def run_changed(namespace: str, cron: str) -> None:
+        crons.run_changed(namespace, cron)
+
+    jobs = CommerceJobController(api, config, workers, cron_of_job, run_changed)
+    crons = CronController(api, config, jobs.view)
+    return jobs, crons

@@ -92,6 +92,14 @@ def tree_states(
     return entries
 
 
+def dependents_status(cjob: dict[str, Any], state: str, state_of: Callable[[str], str | None]) -> list[dict[str, str]]:
+    """``status.dependents`` of a job whose own state is (or is about to be) ``state``: its whole tree, each
+    dependent with its state (``state_of``, by name)."""
+    items = (cjob.get("spec") or {}).get("dependingJobs") or []
+    recorded = (cjob.get("status") or {}).get("dependents") or []
+    return tree_states(cjob["metadata"]["name"], state, items, state_of, recorded)
+
+
 def canceled_tree(parent: str, items: list[dict[str, Any]]) -> list[dict[str, str]]:
     """Every dependent below ``parent`` that will now never be created, depth first, each marked Canceled."""
     return tree_states(parent, CANCELED, items, lambda _: None)

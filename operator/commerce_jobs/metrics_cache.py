@@ -66,7 +66,7 @@ class CacheCollector:
             label = labels.queue(queue)
             running[label] += len(holders)
             for key in waiters:
-                job = controller.cjobs.get(key)
+                job = controller.view.get(key)
                 if job is None:
                     continue
                 waiting[label] += 1
@@ -109,7 +109,7 @@ def _scan(
     crontab task's runs (it may be newer than the CronJob's lastSuccessfulTime: a run that succeeded on a retry)."""
     counts: Tally[tuple[str, str, str]] = Tally()
     succeeded: dict[tuple[str, str], float] = {}
-    for (namespace, _), job in controller.cjobs.items():
+    for (namespace, _), job in controller.view.items():
         status = job.get("status") or {}
         state = status.get("state") or lifecycle.PENDING
         counts[(namespace, labels.queue((job.get("spec") or {}).get("queue", DEFAULT_QUEUE)), state)] += 1

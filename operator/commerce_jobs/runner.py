@@ -29,8 +29,7 @@ import commerce_jobs.handlers  # noqa: F401  (registers the handlers)
 from commerce_jobs import metrics, probes
 from commerce_jobs.api_names import FIELD_MANAGER, GROUP, MANAGED_BY
 from commerce_jobs.config import ConfigError, OperatorConfig
-from commerce_jobs.controller import CommerceJobController
-from commerce_jobs.cron_controller import CronController
+from commerce_jobs.cron_controller import controllers
 from commerce_jobs.kubeapi import KubeApi
 from commerce_jobs.leader import LeaderElection, LeaseTimings, default_identity
 from commerce_jobs.probes import Phase, Snapshot
@@ -149,8 +148,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         concurrent.futures.ThreadPoolExecutor(WORKERS + 4, thread_name_prefix="kubeapi")
     )
     api = KubeApi(api_client())
-    controller = CommerceJobController(api, memo.config, workers=WORKERS)
-    crons = CronController(api, memo.config, controller)
+    controller, crons = controllers(api, memo.config, workers=WORKERS)
     if memo.get("console_settings") is not None:
         from commerce_jobs.console.app import Console  # aiohttp's web server only when the console is on
 
@@ -179,7 +177,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 def _workers_running(memo: kopf.Memo) -> bool:
     # The controllers' worker tasks (and the retention loop): each serves for ever, so one that is done has died.
-    tasks = [*memo.controller._tasks, *memo.crons._tasks]
+    tasks = [*memo.controller.tasks, *memo.crons.tasks]
     return bool(tasks) and not any(task.done() for task in tasks)
 
 

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from commerce_jobs import lifecycle, metrics, metrics_cache
 from commerce_jobs.config import OperatorConfig
 from commerce_jobs.controller import CommerceJobController
-from commerce_jobs.cron_controller import CronController
+from commerce_jobs.cron_controller import CronController, controllers
 from commerce_jobs.kubeapi import KubeApi
 from commerce_jobs.metrics import Metrics
 from commerce_jobs.metrics_labels import LabelVocabulary, api_route, error_reason
@@ -87,8 +87,7 @@ def attached(
     # run reaches these tests half an hour later).
     monkeypatch.setattr(metrics_cache, "_now", lambda: NOW)
     api = KubeApi(client.ApiClient(client.Configuration()))
-    controller = CommerceJobController(api, CONFIG)
-    crons = CronController(api, CONFIG, controller)
+    controller, crons = controllers(api, CONFIG)
     health = WatchHealth(grace=30)
     m = Metrics(CONFIG)
     m.attach(controller, crons, health)

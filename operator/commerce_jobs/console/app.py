@@ -81,7 +81,8 @@ class Console:
         self, controller: CommerceJobController, api: client.ApiClient, namespaces: list[str],
         settings: ConsoleSettings,
     ) -> None:  # fmt: skip
-        self.controller = controller
+        # The controller's cache, through its read API only; the console hears of each change as a listener.
+        self.jobs = controller.view
         self.settings = settings
         self.namespaces = namespaces  # the operator's namespaces; empty: all
         self.api = api
@@ -233,7 +234,7 @@ class Console:
         return dict(zip(namespaces, found, strict=True))
 
     def _known_namespaces(self) -> list[str]:
-        names = {ns for ns, _ in self.controller.cjobs} | set(self.namespaces)
+        names = {ns for ns, _ in self.jobs} | set(self.namespaces)
         names.update(t["metadata"].get("namespace", "") for t in self._templates)
         return sorted(n for n in names if n)
 
@@ -265,7 +266,7 @@ class Console:
         if key not in self._selected:
             if len(self._selected) > 100:
                 self._selected.clear()
-            self._selected[key] = render.select(self.controller.cjobs.values(), f, visible)
+            self._selected[key] = render.select(self.jobs.values(), f, visible)
         return self._selected[key]
 
     # -- pages ------------------------------------------------------------------------------------------------------
@@ -316,7 +317,7 @@ class Console:
         notice = "" if visible else f"{viewer.name} may not list CommerceJobs in any namespace that has some."
         f = render.JobFilter.from_query(request.query)
         page = self._select(f, visible)
-        queues = sorted({render.queue_of(j) for j in self.controller.cjobs.values()})
+        queues = sorted({render.queue_of(j) for j in self.jobs.values()})
         return _html(render.list_page(page, f, viewer, visible, queues, templates, notice))
 
     async def rows(self, request: web.Request) -> web.Response:
@@ -375,8 +376,8 @@ class Console:
         status = job.get("status") or {}
         following = status.get("state") == lifecycle.RUNNING and bool(status.get("jobName"))
         key = (job["metadata"]["namespace"], job["metadata"]["name"])
-        incoming = self.controller.dependencies.waiting_for(key)  # the index: no scan of the cache
-        return _html(render.detail(job, self.controller.cjobs, following, incoming))
+        incoming = self.jobs.waiting_for(key)  # the index: no scan of the cache
+        return _html(render.detail(job, self.jobs, following, incoming))
 
     async def output(self, request: web.Request) -> web.StreamResponse:
         """The running attempt's output as server-sent events ('output' with a JSON string), then 'end'."""

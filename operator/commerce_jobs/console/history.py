@@ -61,7 +61,7 @@ class HistoryViews:
         visible = {ns for ns, r in viewer.rights.items() if r.view}
         templates = [t for t in await self.console._templates_list() if t["metadata"].get("namespace") in visible]
         crons = [c for c in await self._crons() if c["metadata"].get("namespace") in visible]
-        jobs = [j for (ns, _), j in self.console.controller.cjobs.items() if ns in visible]
+        jobs = [j for (ns, _), j in self.console.jobs.items() if ns in visible]
         page = tasks.history_page(viewer, jobs, templates, crons, datetime.now(UTC))
         return web.Response(text=page, content_type="text/html", charset="utf-8")
 
@@ -89,7 +89,7 @@ class HistoryViews:
     async def crontab(self, request: web.Request) -> web.Response:
         crons = await self._crons()
         viewer, rights = await self._cron_rights(request, {c["metadata"].get("namespace", "") for c in crons})
-        jobs = [j for (ns, _), j in self.console.controller.cjobs.items() if rights.get(ns, tasks.CronRights()).view]
+        jobs = [j for (ns, _), j in self.console.jobs.items() if rights.get(ns, tasks.CronRights()).view]
         notice = "" if any(r.view for r in rights.values()) or not crons else (
             f"{viewer.name} may not list CommerceCronJobs in any namespace that has some."
         )  # fmt: skip
