@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from commerce_jobs.runner import api_client
+    from commerce_jobs.kubeclient import api_client
 
     args = build_parser().parse_args(argv)
     test = SmokeTest(api_client(), args.namespace, args.name)

@@ -17,61 +17,19 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from commerce_jobs.api_names import (
-    API_VERSION,
-    COMMERCEJOB,
     COMMERCEJOBS,
     COMMERCEJOBTEMPLATES,
     CONTAINER,
     GROUP,
-    RETRY_OF_ANNOTATION,
-    STARTED_BY_ANNOTATION,
-    TEMPLATE_LABEL,
     VERSION,
 )
 from commerce_jobs.jobpods import started_pod
 from commerce_jobs.lifecycle import CANCELED, FINAL_REASONS, FINAL_STATES, FINISHED, RUNNING
-
-# What a retry does not take from the job it repeats: a cancel, and a start time that has passed.
-NOT_RETRIED = ("cancel", "executeAfter")
-
-
-def from_template(template: str, started_by: str | None = None, after: Sequence[str] = ()) -> dict[str, Any]:
-    """A new CommerceJob that runs a template (the operator copies the template's fields into it); ``after``: the
-    jobs that must have Finished before it starts (spec.dependsOn)."""
-    metadata: dict[str, Any] = {"generateName": f"{template[:56]}-", "labels": {TEMPLATE_LABEL: template[:63]}}
-    if started_by:
-        metadata["annotations"] = {STARTED_BY_ANNOTATION: started_by}
-    spec: dict[str, Any] = {"templateRef": {"name": template}}
-    if after:
-        spec["dependsOn"] = list(dict.fromkeys(after))
-    return {"apiVersion": API_VERSION, "kind": COMMERCEJOB, "metadata": metadata, "spec": spec}
+from commerce_jobs.startbuild import from_template
 
 
 class NoSuchDependency(LookupError):
     """A name given to --after is not a CommerceJob of the namespace."""
-
-
-def retry_of(job: dict[str, Any], started_by: str | None = None) -> dict[str, Any]:
-    """A new CommerceJob that runs a failed (or canceled) one again, under a fresh name; not owned by the old job's
-    parent: it is a new run of its own. A job started from a template is started from that template again (what an
-    admission policy lets a user start); any other job gets the same spec (command, params, queue, dependents ...).
-    """
-    meta, spec = job["metadata"], job.get("spec") or {}
-    template = (spec.get("templateRef") or {}).get("name")
-    if template:
-        # Not the spec that the operator filled in from the template: that would be a job with a command, params,
-        # image ... of the user's making, which a policy such as "only from a template" rightly refuses.
-        body = from_template(template, started_by)
-    else:
-        body = {
-            "apiVersion": API_VERSION,
-            "kind": COMMERCEJOB,
-            "metadata": {"annotations": {STARTED_BY_ANNOTATION: started_by}} if started_by else {},
-            "spec": {k: v for k, v in spec.items() if k not in NOT_RETRIED},
-        }
-    body["metadata"]["generateName"] = f"{meta['name'][:50]}-retry-"
-    body["metadata"].setdefault("annotations", {})[RETRY_OF_ANNOTATION] = meta["name"]
-    return body
 
 
 # The reasons that the state says all about; any other (CommandNotAllowed, TemplateNotFound ...) is printed.

@@ -340,7 +340,7 @@ def test_the_kubernetes_client_is_counted_by_verb_resource_and_code() -> None:
 
 
 def test_the_operators_other_clients_count_once_attached(attached: Any) -> None:
-    """The console's and the Lease's clients are made apart from the controller's (runner.api_client tracks each)."""
+    """The console's and the Lease's clients are made apart from the controller's (api_client tracks each)."""
 
     class Response:
         status = 200

@@ -43,7 +43,7 @@ from commerce_jobs.console.live import Changes, follow_log
 from commerce_jobs.controller import CommerceJobController
 from commerce_jobs.jobpods import started_pod
 from commerce_jobs.kubeapi import api_message
-from commerce_jobs.start import from_template, retry_of
+from commerce_jobs.startbuild import from_template, retry_of
 
 log = logging.getLogger("commerce_jobs.console")
 STATIC = Path(__file__).parent / "static"
