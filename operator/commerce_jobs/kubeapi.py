@@ -75,6 +75,13 @@ def apply_body(manifest: dict[str, Any]) -> str:
     return _NOT_YAML_PRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
+def json_object(answer: object) -> dict[str, Any]:
+    """An answer of the custom objects API: a JSON object, which the client's annotations call ``object``."""
+    if not isinstance(answer, dict):
+        raise TypeError(f"the apiserver answered {type(answer).__name__}, not a JSON object")
+    return answer
+
+
 def _discard(response: Any) -> None:
     """Reads an unparsed answer's body, so that its connection goes back to the pool."""
     response.data  # noqa: B018
@@ -101,14 +108,17 @@ class KubeApi:
     # -- batch Jobs ----------------------------------------------------------------------------------------------
     def create_job(self, manifest: dict[str, Any], owner_uid: str) -> None:
         namespace = manifest["metadata"]["namespace"]
+        job: Any = manifest  # the client takes a plain dict where its annotations name V1Job
         try:
             # The answer is not needed: unparsed, it costs no CPU (the client's models are slow to build).
-            _discard(self.batch.create_namespaced_job(namespace, manifest, field_manager=FIELD_MANAGER,
+            _discard(self.batch.create_namespaced_job(namespace, job, field_manager=FIELD_MANAGER,
                                                       _preload_content=False))  # fmt: skip
         except ApiException as e:
             if e.status != 409:
                 raise
-            response = self.batch.read_namespaced_job(manifest["metadata"]["name"], namespace, _preload_content=False)
+            response: Any = self.batch.read_namespaced_job(  # unparsed: an HTTP response
+                manifest["metadata"]["name"], namespace, _preload_content=False
+            )
             existing = json.loads(response.data)
             owners = {ref.get("uid") for ref in existing["metadata"].get("ownerReferences") or []}
             if owner_uid not in owners:
@@ -148,7 +158,7 @@ class KubeApi:
         if outcome is None:
             return AttemptResult(None, "", False, "its pod is gone")
         try:
-            response = self.core.read_namespaced_pod_log(
+            response: Any = self.core.read_namespaced_pod_log(  # unparsed: a stream
                 outcome.pod_name, namespace, container=CONTAINER, _preload_content=False
             )
         except ApiException as e:
@@ -173,8 +183,8 @@ class KubeApi:
 
     def _conditional_patch(self, patch: Any, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            result: dict[str, Any] = patch(
-                GROUP, VERSION, namespace, COMMERCEJOBS, name, body, field_manager=FIELD_MANAGER
+            result = json_object(
+                patch(GROUP, VERSION, namespace, COMMERCEJOBS, name, body, field_manager=FIELD_MANAGER)
             )
         except ApiException as e:
             if e.status == 409:
@@ -186,10 +196,8 @@ class KubeApi:
         """Deletes a CommerceJob (its Jobs, pods and dependents follow through ownerReferences), only if it is still
         the one that was judged expired (same uid). False when it was already gone."""
         try:
-            self.custom.delete_namespaced_custom_object(
-                GROUP, VERSION, namespace, COMMERCEJOBS, name,
-                body={"preconditions": {"uid": uid}, "propagationPolicy": "Background"},
-            )  # fmt: skip
+            options: Any = {"preconditions": {"uid": uid}, "propagationPolicy": "Background"}  # a V1DeleteOptions
+            self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, COMMERCEJOBS, name, body=options)
         except ApiException as e:
             if e.status in (404, 409):
                 return False
@@ -202,9 +210,11 @@ class KubeApi:
         while True:
             kwargs: dict[str, Any] = {"limit": 500, **({"_continue": token} if token else {})}
             if namespace:
-                page = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, COMMERCEJOBS, **kwargs)
+                page = json_object(
+                    self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, COMMERCEJOBS, **kwargs)
+                )
             else:
-                page = self.custom.list_cluster_custom_object(GROUP, VERSION, COMMERCEJOBS, **kwargs)
+                page = json_object(self.custom.list_cluster_custom_object(GROUP, VERSION, COMMERCEJOBS, **kwargs))
             items.extend(page["items"])
             token = page["metadata"].get("continue")
             if not token:
@@ -212,8 +222,8 @@ class KubeApi:
 
     def get_template(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            result: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, COMMERCEJOBTEMPLATES, name
+            result = json_object(
+                self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, COMMERCEJOBTEMPLATES, name)
             )
         except ApiException as e:
             if e.status == 404:
@@ -229,16 +239,15 @@ class KubeApi:
         """Creates a CommerceJob, or returns the one of that name that exists."""
         namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         try:
-            created: dict[str, Any] = self.custom.create_namespaced_custom_object(
-                GROUP, VERSION, namespace, COMMERCEJOBS, manifest, field_manager=FIELD_MANAGER
+            created = json_object(
+                self.custom.create_namespaced_custom_object(
+                    GROUP, VERSION, namespace, COMMERCEJOBS, manifest, field_manager=FIELD_MANAGER
+                )
             )
         except ApiException as e:
             if e.status != 409:
                 raise
-            existing: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, COMMERCEJOBS, name
-            )
-            return existing
+            return json_object(self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, COMMERCEJOBS, name))
         return created
 
     def add_job_owner(self, job: dict[str, Any], owner: dict[str, Any]) -> None:
@@ -282,10 +291,11 @@ class KubeApi:
                 raise
 
     def patch_cron_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, COMMERCECRONJOBS, name, {"status": status}, field_manager=FIELD_MANAGER
+        return json_object(
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, COMMERCECRONJOBS, name, {"status": status}, field_manager=FIELD_MANAGER
+            )
         )
-        return result
 
     # -- Events ------------------------------------------------------------------------------------------------------
     def post_event(self, obj: dict[str, Any], kind: str, reason: str, message: str, event_type: str = "Normal") -> None:

@@ -10,7 +10,7 @@ import contextlib
 import functools
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol, TextIO
 
 from kubernetes import client, watch
@@ -24,6 +24,7 @@ from commerce_jobs.api_names import (
     VERSION,
 )
 from commerce_jobs.jobpods import started_pod
+from commerce_jobs.kubeapi import json_object
 from commerce_jobs.lifecycle import CANCELED, FINAL_REASONS, FINAL_STATES, FINISHED, RUNNING
 from commerce_jobs.startbuild import from_template
 
@@ -93,8 +94,10 @@ class Starter:
                     message = f"no CommerceJob {dependency!r} in namespace {self.namespace!r} (--after)"
                     raise NoSuchDependency(message) from e
                 raise
-        created = self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, COMMERCEJOBS, from_template(template, after=after)
+        created = json_object(
+            self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, COMMERCEJOBS, from_template(template, after=after)
+            )
         )
         name: str = created["metadata"]["name"]
         self._say(f"commercejob.{GROUP}/{name} created from template {template}")
@@ -219,11 +222,11 @@ class LogFollower:
         return self.printed
 
 
-def _object_versions(list_fn: Callable[..., dict[str, Any]], name: str) -> Any:
+def _object_versions(list_fn: Callable[..., object], name: str) -> Iterator[dict[str, Any]]:
     """Every version of one object: the current one, then each change, across watch restarts."""
     selector = f"metadata.name={name}"
     while True:
-        listed = list_fn(field_selector=selector)
+        listed = json_object(list_fn(field_selector=selector))
         yield from listed["items"]
         version = listed["metadata"].get("resourceVersion")
         try:
