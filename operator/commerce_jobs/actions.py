@@ -24,6 +24,7 @@ from commerce_jobs.config import OperatorConfig
 from commerce_jobs.cronbuild import adopted_run
 from commerce_jobs.dependents import build_dependent, dependents_status
 from commerce_jobs.events import EventRecorder
+from commerce_jobs.fields import spec_of, status_of
 from commerce_jobs.jobbuild import InvalidSpec, job_manifest
 from commerce_jobs.kubeapi import ForeignObject, KubeApi, api_message
 from commerce_jobs.lifecycle import AttemptResult, Decision, JobView
@@ -174,7 +175,7 @@ class JobActions:
     async def _create_dependents(self, cjob: dict[str, Any]) -> None:
         # Dependents first, status second: a crash in between re-runs this step, and their fixed names make the
         # second creation a no-op, so each dependent is created exactly once.
-        for item in (cjob.get("spec") or {}).get("dependingJobs") or []:
+        for item in spec_of(cjob).get("dependingJobs") or []:
             await asyncio.to_thread(self.api.create_commercejob, build_dependent(cjob, item))
 
     # -- before the first attempt ---------------------------------------------------------------------------------
@@ -228,5 +229,5 @@ class JobActions:
 
 
 def _job_name(cjob: dict[str, Any], attempt: int) -> str | None:
-    status = cjob.get("status") or {}
+    status = status_of(cjob)
     return status.get("jobName") if int(status.get("attempts") or 0) == attempt else None

@@ -21,9 +21,9 @@ from commerce_jobs.api_names import (
     COMMERCEJOB,
     CRON_LABEL,
     JOB_NAME_LABEL,
-    PENDING,
     PREFIX,
 )
+from commerce_jobs.fields import spec_of, state_of, status_of
 from commerce_jobs.kubeapi import pod_outcome
 from commerce_jobs.lifecycle import JobView, PodOutcome, PodProblem
 
@@ -33,7 +33,7 @@ Key = tuple[str, str]  # (namespace, name)
 def trim_commercejob(body: dict[str, Any]) -> dict[str, Any]:
     """What the cache keeps of a CommerceJob: everything but the output, which can be 64 KiB a job."""
     meta = body.get("metadata") or {}
-    status = {k: v for k, v in (body.get("status") or {}).items() if k != "output"}
+    status = {k: v for k, v in status_of(body).items() if k != "output"}
     kept = ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp", "ownerReferences")
     trimmed_meta = {k: meta[k] for k in kept if k in meta}
     ours = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(PREFIX)}
@@ -41,7 +41,7 @@ def trim_commercejob(body: dict[str, Any]) -> dict[str, Any]:
         trimmed_meta["annotations"] = ours
     return {
         "metadata": trimmed_meta,
-        "spec": dict(body.get("spec") or {}),
+        "spec": dict(spec_of(body)),
         "status": status,
     }
 
@@ -56,12 +56,12 @@ def job_view(body: dict[str, Any]) -> JobView | None:
     complete = failed = False
     reason = ""
     finished_at = None
-    for cond in (body.get("status") or {}).get("conditions") or []:
+    for cond in status_of(body).get("conditions") or []:
         if cond.get("status") != "True":
             continue
         if cond.get("type") == "Complete":
             complete = True
-            finished_at = lifecycle.parse_time((body.get("status") or {}).get("completionTime")) or (
+            finished_at = lifecycle.parse_time(status_of(body).get("completionTime")) or (
                 lifecycle.parse_time(cond.get("lastTransitionTime"))
             )
         elif cond.get("type") == "Failed":
@@ -134,7 +134,7 @@ class JobCache:
 
         def state(name: str) -> str | None:
             cjob = self.cjobs.get((namespace, name))
-            return None if cjob is None else (cjob.get("status") or {}).get("state") or PENDING
+            return None if cjob is None else state_of(cjob)
 
         return state
 

@@ -26,6 +26,7 @@ from commerce_jobs.cache import CachedJobs, JobCache, Key, owner_name, rv, trim_
 from commerce_jobs.config import OperatorConfig
 from commerce_jobs.dependencies import DependencyIndex
 from commerce_jobs.events import EventRecorder
+from commerce_jobs.fields import spec_of, state_of, status_of
 from commerce_jobs.jobbuild import job_name
 from commerce_jobs.kubeapi import KubeApi
 from commerce_jobs.podstart import pod_problem
@@ -139,8 +140,8 @@ class CommerceJobController:
         self._wake(self.dependencies.put(key, dependencies.depends_on(cjob), self._waits))  # a cycle it closes
         where = self._standing(key, cjob, datetime.now(UTC))
         self._wake(self.admission.update(key, queue_of(cjob), where, order_of(cjob)))
-        state = (cjob.get("status") or {}).get("state") or lifecycle.PENDING
-        if old is not None and ((old.get("status") or {}).get("state") or lifecycle.PENDING) == state:
+        state = state_of(cjob)
+        if old is not None and state_of(old) == state:
             return
         self._wake(self._waiting_for(key))  # it appeared, or its state changed: the jobs that wait for it decide again
         self._dependent_changed(key, cjob, state)
@@ -187,7 +188,7 @@ class CommerceJobController:
             parent = self.cache.get((namespace, parent_name)) if parent_name else None
             if parent is None or parent_name is None:
                 return  # none, or not seen yet: it compares its list when it comes
-            status = parent.get("status") or {}
+            status = status_of(parent)
             recorded = next((d.get("state") for d in status.get("dependents") or [] if d.get("name") == name), None)
             if status.get("state") in lifecycle.FINAL_STATES and recorded != state:
                 final = state in lifecycle.FINAL_STATES
@@ -197,8 +198,8 @@ class CommerceJobController:
             current = parent
 
     def _dependents_behind(self, key: Key, cjob: dict[str, Any]) -> bool:
-        status = cjob.get("status") or {}
-        if not (cjob.get("spec") or {}).get("dependingJobs"):
+        status = status_of(cjob)
+        if not spec_of(cjob).get("dependingJobs"):
             return False
         return self.actions.dependents(key, cjob, status["state"]) != (status.get("dependents") or [])
 
@@ -231,8 +232,8 @@ class CommerceJobController:
                 await self.actions.adopt(key, self.cache.adoptions[key])
             return
         now = datetime.now(UTC)
-        spec = cjob.get("spec") or {}
-        status = cjob.get("status") or {}
+        spec = spec_of(cjob)
+        status = status_of(cjob)
         state = status.get("state")
         if state in lifecycle.FINAL_STATES:
             await self._sync_dependents(key, cjob)  # the only work a final job has
@@ -280,14 +281,14 @@ class CommerceJobController:
                 self.queue.add_after(key, max(0.0, (verdict.recheck_at - now).total_seconds()))
             return
         status = dependencies.end_patch(cjob, verdict, now)
-        if (cjob.get("spec") or {}).get("dependingJobs"):
+        if spec_of(cjob).get("dependingJobs"):
             status["dependents"] = self.actions.dependents(key, cjob, status["state"])
         await self.actions.record(key, cjob, status, ("Warning", verdict.reason, verdict.message))
 
     async def _sync_dependents(self, key: Key, cjob: dict[str, Any]) -> None:
         """Brings a final job's status.dependents in step with its dependents' states: one write for what changed."""
-        status = cjob.get("status") or {}
-        if not (cjob.get("spec") or {}).get("dependingJobs"):
+        status = status_of(cjob)
+        if not spec_of(cjob).get("dependingJobs"):
             return
         dependents = self.actions.dependents(key, cjob, status["state"])
         if dependents != (status.get("dependents") or []):

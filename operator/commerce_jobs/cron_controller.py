@@ -17,6 +17,7 @@ from commerce_jobs.cache import CachedJobs, Key
 from commerce_jobs.config import OperatorConfig
 from commerce_jobs.controller import CommerceJobController
 from commerce_jobs.cronbuild import cronjob_manifest, cronjob_name
+from commerce_jobs.fields import spec_of, status_of
 from commerce_jobs.jobbuild import CommandNotAllowed, InvalidSpec
 from commerce_jobs.kubeapi import KubeApi, api_message
 from commerce_jobs.workqueue import WorkQueue, serve
@@ -49,8 +50,8 @@ class CronController:
             self.cronjobs.pop(key, None)
             self.queue.discard(key)
             return
-        self.crons[key] = {"metadata": dict(body["metadata"]), "spec": dict(body.get("spec") or {}),
-                           "status": dict(body.get("status") or {})}  # fmt: skip
+        self.crons[key] = {"metadata": dict(body["metadata"]), "spec": dict(spec_of(body)),
+                           "status": dict(status_of(body))}  # fmt: skip
         self.queue.add(key)
 
     def observe_cronjob(self, event_type: str | None, body: dict[str, Any]) -> None:
@@ -62,7 +63,7 @@ class CronController:
         if event_type == "DELETED":
             self.cronjobs.pop(key, None)
         else:
-            self.cronjobs[key] = {"name": meta["name"], "status": dict(body.get("status") or {})}
+            self.cronjobs[key] = {"name": meta["name"], "status": dict(status_of(body))}
         self.queue.add(key)
 
     def run_changed(self, namespace: str, cron: str) -> None:
@@ -95,7 +96,7 @@ class CronController:
             return
         namespace, name = key
         generation = cron["metadata"].get("generation")
-        status = dict(cron.get("status") or {})
+        status = dict(status_of(cron))
         ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
         # Apply when the spec changed, or when the CronJob went missing; a spec that the apiserver refused waits
         # for the next change of the spec.
@@ -122,14 +123,14 @@ class CronController:
                     new[field] = cj_status[field]
         last = self._last_run(namespace, name)
         if last is not None:
-            run_status = last.get("status") or {}
+            run_status = status_of(last)
             new["lastRun"] = {"name": last["metadata"]["name"], "state": run_status.get("state") or "Pending"}
             if run_status.get("completionTime"):
                 new["lastRun"]["completionTime"] = run_status["completionTime"]
         changed = {k: v for k, v in new.items() if status.get(k) != v}
         if changed:
             updated = await asyncio.to_thread(self.api.patch_cron_status, namespace, name, changed)
-            self.crons[key]["status"] = dict(updated.get("status") or {})
+            self.crons[key]["status"] = dict(status_of(updated))
 
     async def _apply(self, cron: dict[str, Any]) -> dict[str, Any]:
         """Creates or updates the CronJob; returns the status fields that say how that went."""

@@ -17,6 +17,7 @@ from commerce_jobs.api_names import (
     PENDING,
     RUNNING,
 )
+from commerce_jobs.fields import spec_of, status_of
 from commerce_jobs.jobbuild import controller_reference
 from commerce_jobs.names import shortened
 
@@ -38,7 +39,7 @@ def dependent_name(parent: str, child: str) -> str:
 
 def build_dependent(parent: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
     meta = parent["metadata"]
-    parent_spec = parent.get("spec") or {}
+    parent_spec = spec_of(parent)
     spec = {k: parent_spec[k] for k in INHERITED_FIELDS if k in parent_spec}
     spec.update({k: v for k, v in item.items() if k not in ITEM_ONLY_FIELDS})
     return {
@@ -95,8 +96,8 @@ def tree_states(
 def dependents_status(cjob: dict[str, Any], state: str, state_of: Callable[[str], str | None]) -> list[dict[str, str]]:
     """``status.dependents`` of a job whose own state is (or is about to be) ``state``: its whole tree, each
     dependent with its state (``state_of``, by name)."""
-    items = (cjob.get("spec") or {}).get("dependingJobs") or []
-    recorded = (cjob.get("status") or {}).get("dependents") or []
+    items = spec_of(cjob).get("dependingJobs") or []
+    recorded = status_of(cjob).get("dependents") or []
     return tree_states(cjob["metadata"]["name"], state, items, state_of, recorded)
 
 

@@ -19,6 +19,7 @@ from commerce_jobs.api_names import (
     OWNER_LABEL,
 )
 from commerce_jobs.config import OperatorConfig
+from commerce_jobs.fields import spec_of
 from commerce_jobs.names import shortened
 
 DEFAULT_CONSOLE = ["php", "bin/console"]
@@ -100,13 +101,13 @@ def argv(spec: dict[str, Any]) -> list[str]:
 
 def job_manifest(cjob: dict[str, Any], attempt: int, config: OperatorConfig) -> dict[str, Any]:
     meta = cjob["metadata"]
-    spec = effective_spec(cjob.get("spec") or {}, config.job_defaults)
+    spec = effective_spec(spec_of(cjob), config.job_defaults)
     if not spec.get("image"):
         raise InvalidSpec("no image: set spec.image, or jobDefaults.image in the operator's configuration")
     if not spec.get("command"):
         raise InvalidSpec("no command: set spec.command (or spec.templateRef)")
     default_console = config.job_defaults.get("consoleCommand") or DEFAULT_CONSOLE
-    refused = policy.refusal(cjob.get("spec") or {}, config.allowed_commands, default_console)
+    refused = policy.refusal(spec_of(cjob), config.allowed_commands, default_console)
     if refused:
         raise CommandNotAllowed(refused)
     name = job_name(meta["name"], attempt)

@@ -11,13 +11,14 @@ from typing import Any
 from kubernetes import client
 
 from commerce_jobs.api_names import JOB_NAME_LABEL
+from commerce_jobs.fields import status_of
 
 STARTED_PHASES = ("Running", "Succeeded", "Failed")  # a pod in one of these has a container that ran: it has a log
 
 
 def newest_pod(pods: Iterable[dict[str, Any]], started_only: bool = False) -> dict[str, Any] | None:
     """The newest of a Job's pods (by creation time); with ``started_only``, the newest whose container started."""
-    candidates = [p for p in pods if not started_only or (p.get("status") or {}).get("phase") in STARTED_PHASES]
+    candidates = [p for p in pods if not started_only or status_of(p).get("phase") in STARTED_PHASES]
     if not candidates:
         return None
     return max(candidates, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "")

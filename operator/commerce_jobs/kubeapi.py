@@ -23,6 +23,7 @@ from commerce_jobs.api_names import (
     GROUP,
     VERSION,
 )
+from commerce_jobs.fields import status_of
 from commerce_jobs.jobpods import job_pods, newest_pod
 from commerce_jobs.lifecycle import AttemptResult, PodOutcome
 from commerce_jobs.output import DEFAULT_MAX_BYTES, tail_of
@@ -89,7 +90,7 @@ def _discard(response: Any) -> None:
 
 def pod_outcome(pod: dict[str, Any]) -> PodOutcome:
     """The console container's exit code (None while it has not terminated) and why the pod ended, if it says."""
-    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    meta, status = pod.get("metadata") or {}, status_of(pod)
     exit_code = None
     for container in status.get("containerStatuses") or []:
         terminated = (container.get("state") or {}).get("terminated")

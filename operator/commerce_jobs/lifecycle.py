@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-# The states (api_names.py), named here too: the decisions are written in them.
 from commerce_jobs.api_names import ADOPTED_JOB_ANNOTATION as ADOPTED_JOB_ANNOTATION
 from commerce_jobs.api_names import CANCELED as CANCELED
 from commerce_jobs.api_names import FAILED as FAILED
@@ -21,6 +20,9 @@ from commerce_jobs.api_names import INCOMPLETE as INCOMPLETE
 from commerce_jobs.api_names import PENDING as PENDING
 from commerce_jobs.api_names import RUNNING as RUNNING
 from commerce_jobs.api_names import TERMINATED as TERMINATED
+
+# The states (api_names.py), named here too: the decisions are written in them.
+from commerce_jobs.fields import spec_of, status_of
 
 MAX_RETRY_BACKOFF = timedelta(hours=1)
 MAX_MESSAGE = 4096  # characters of a condition's message
@@ -158,7 +160,7 @@ def _state_patch(
     cjob: dict[str, Any], state: str, cond_status: str, reason: str, message: str, now: datetime
 ) -> dict[str, Any]:
     generation = cjob.get("metadata", {}).get("generation")
-    current = cjob.get("status") or {}
+    current = status_of(cjob)
     patch: dict[str, Any] = {"state": state, "reason": reason, "message": message}
     old = next((c for c in current.get("conditions") or [] if c.get("type") == "Succeeded"), None)
     cond = condition(cond_status, reason, message, now, generation)
@@ -179,7 +181,7 @@ def state_patch(
 
 
 def _unchanged(cjob: dict[str, Any], state: str, reason: str) -> bool:
-    status = cjob.get("status") or {}
+    status = status_of(cjob)
     return bool(status.get("state") == state and status.get("reason") == reason)
 
 
@@ -217,8 +219,8 @@ def decide(
     has room for it (only asked about for a job that has not started); ``problem`` is why the current attempt's
     container cannot start, if it cannot: after ``start_timeout`` of that, the attempt fails.
     """
-    spec = cjob.get("spec") or {}
-    status = cjob.get("status") or {}
+    spec = spec_of(cjob)
+    status = status_of(cjob)
     state = status.get("state") or PENDING
     if state in FINAL_STATES:
         return Decision()
@@ -293,8 +295,8 @@ def _stop(cjob: dict[str, Any], current: JobView, why: str, reason: str, now: da
 
 def _after_failure(cjob: dict[str, Any], attempt: JobView, final: str, now: datetime) -> Decision:
     """A failed, terminated or vanished attempt: retry while retries are left, else record the final state."""
-    spec = cjob.get("spec") or {}
-    status = cjob.get("status") or {}
+    spec = spec_of(cjob)
+    status = status_of(cjob)
     attempts = int(status.get("attempts") or 0)
     if attempts > int(spec.get("maxRetries", 0)):
         return Decision(collect=attempt, finish=final, cancel_dependents=True)
@@ -317,7 +319,7 @@ def vanished(cjob: dict[str, Any], attempt: int, now: datetime) -> Decision:
 
 
 def _start(cjob: dict[str, Any], attempt: int, now: datetime) -> Decision:
-    status = cjob.get("status") or {}
+    status = status_of(cjob)
     first = attempt == 1
     message = "started" if first else f"retry: attempt {attempt} started"
     patch = _state_patch(cjob, RUNNING, "Unknown", "Running", message, now)
@@ -331,8 +333,8 @@ def retry_status(
     cjob: dict[str, Any], attempt: JobView, result: AttemptResult, retry_at: datetime, now: datetime
 ) -> dict[str, Any]:
     """Status while a retry waits for its backoff: still Running, as in JMS."""
-    attempts = int((cjob.get("status") or {}).get("attempts") or 0)
-    why = failure(cjob.get("spec") or {}, attempt, result)
+    attempts = int(status_of(cjob).get("attempts") or 0)
+    why = failure(spec_of(cjob), attempt, result)
     message = f"attempt {attempts} failed ({why}); next attempt at {format_time(retry_at)}"
     patch = _state_patch(cjob, RUNNING, "Unknown", "RetryBackoff", message, now)
     patch.update(
@@ -355,8 +357,8 @@ FINAL_REASONS = {
 def final_status(
     cjob: dict[str, Any], final: str, attempt: JobView, result: AttemptResult, now: datetime
 ) -> dict[str, Any]:
-    spec = cjob.get("spec") or {}
-    status = cjob.get("status") or {}
+    spec = spec_of(cjob)
+    status = status_of(cjob)
     cond_status, reason = FINAL_REASONS[final]
     attempts = int(status.get("attempts") or 0)
     tries = f" after {attempts} attempts" if attempts > 1 else ""
@@ -402,5 +404,5 @@ def template_not_found(cjob: dict[str, Any], template: str, now: datetime) -> di
 
 def template_fields(cjob: dict[str, Any], template: dict[str, Any]) -> dict[str, Any]:
     """The fields that a job started from a template takes from it: all that the job does not set itself."""
-    spec = cjob.get("spec") or {}
-    return {k: v for k, v in (template.get("spec") or {}).items() if k not in spec}
+    spec = spec_of(cjob)
+    return {k: v for k, v in spec_of(template).items() if k not in spec}

@@ -32,6 +32,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from commerce_jobs import __version__, lifecycle
 from commerce_jobs.api_names import COMMERCECRONJOB, COMMERCECRONJOBS, COMMERCEJOBS
+from commerce_jobs.fields import spec_of, status_of
 from commerce_jobs.metrics_cache import CacheCollector
 from commerce_jobs.metrics_labels import DEFAULT_QUEUE, LabelVocabulary, api_route, error_reason, owner, timestamp
 
@@ -158,12 +159,12 @@ class Metrics:
     # -- what the controller reports ------------------------------------------------------------------------------
     def status_written(self, before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
         """A CommerceJob's status was written: count the attempt that started or ended, and the final state."""
-        old, new = before.get("status") or {}, after.get("status") or {}
-        meta, spec = after.get("metadata") or {}, after.get("spec") or {}
+        old, new = status_of(before), status_of(after)
+        meta, spec = after.get("metadata") or {}, spec_of(after)
         cron = owner(meta, COMMERCECRONJOB)
         if cron and self.crons is not None:
             task = self.crons.crons.get((meta.get("namespace", ""), cron))
-            if task is not None and (task.get("spec") or {}).get("command") == spec.get("command"):
+            if task is not None and spec_of(task).get("command") == spec.get("command"):
                 self.labels.learn(spec.get("command"))
         namespace = str(meta.get("namespace", ""))
         queue, command = self.labels.queue(spec.get("queue", DEFAULT_QUEUE)), self.labels.command(spec.get("command"))

@@ -17,6 +17,7 @@ from typing import Any
 
 from commerce_jobs.api_names import COMMERCEJOB
 from commerce_jobs.dependencies import waited_for
+from commerce_jobs.fields import spec_of, status_of
 from commerce_jobs.lifecycle import FINAL_STATES, FINISHED, parse_time
 
 DURATION_PATTERN = (
@@ -60,13 +61,13 @@ class RetentionPolicy:
 
 def expires_at(cjob: dict[str, Any], policy: RetentionPolicy) -> datetime | None:
     """When a job may be deleted; None while it is not in a final state."""
-    status = cjob.get("status") or {}
+    status = status_of(cjob)
     if status.get("state") not in FINAL_STATES:
         return None
     closed = parse_time(status.get("completionTime")) or parse_time(cjob["metadata"].get("creationTimestamp"))
     if closed is None:
         return None
-    own = policy.for_job(cjob.get("spec") or {})
+    own = policy.for_job(spec_of(cjob))
     keep = own.max_retention
     if status.get("state") == FINISHED:
         keep = min(keep, own.max_retention_succeeded)

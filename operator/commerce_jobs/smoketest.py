@@ -21,6 +21,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from commerce_jobs.api_names import API_VERSION, COMMERCEJOB, COMMERCEJOBS, GROUP, VERSION
+from commerce_jobs.fields import status_of
 from commerce_jobs.lifecycle import FINAL_STATES, FINISHED
 
 
@@ -38,7 +39,7 @@ def commercejob(name: str, command: str, params: list[str], image: str | None) -
 
 def describe(obj: dict[str, Any]) -> str:
     """One line of a CommerceJob's state, as `kubectl get commercejobs` would tell it, with its reason."""
-    status = obj.get("status") or {}
+    status = status_of(obj)
     line = f"{obj['metadata']['name']}: {status.get('state', 'Pending')}"
     if status.get("reason") and status.get("reason") not in (status.get("state"), "Running", "Completed"):
         line += f" ({status['reason']}: {status.get('message', '')})"
@@ -67,7 +68,7 @@ class SmokeTest:
             self._say(f"{self.name}: not final after {timeout:.0f}s; kept: kubectl -n {self.namespace} describe "
                       f"commercejob {self.name}")  # fmt: skip
             return False
-        status = final.get("status") or {}
+        status = status_of(final)
         if status.get("state") != FINISHED:
             if status.get("output"):
                 self.out.write(status["output"])
@@ -99,7 +100,7 @@ class SmokeTest:
             if line != last:
                 self._say(line)
                 last = line
-            if (obj.get("status") or {}).get("state") in FINAL_STATES:
+            if status_of(obj).get("state") in FINAL_STATES:
                 return obj
         return None
 

@@ -23,6 +23,7 @@ from commerce_jobs.api_names import (
     GROUP,
     VERSION,
 )
+from commerce_jobs.fields import status_of
 from commerce_jobs.jobpods import started_pod
 from commerce_jobs.kubeapi import json_object
 from commerce_jobs.lifecycle import CANCELED, FINAL_REASONS, FINAL_STATES, FINISHED, RUNNING
@@ -107,8 +108,8 @@ class Starter:
         """Waits until the job and every dependent it created are final. True when all of them Finished."""
         self._shown.add(name)
         final = self.progress(name, self.versions(name), show_output)
-        ok = (final.get("status") or {}).get("state") == FINISHED
-        for dependent in (final.get("status") or {}).get("dependents") or []:
+        ok = status_of(final).get("state") == FINISHED
+        for dependent in status_of(final).get("dependents") or []:
             if dependent["name"] in self._shown:
                 continue
             if dependent.get("state") == CANCELED:
@@ -131,7 +132,7 @@ class Starter:
         printed: set[int] = set()  # the attempts whose output was printed
         try:
             for obj in versions:
-                status = obj.get("status") or {}
+                status = status_of(obj)
                 attempt = int(status.get("attempts") or 0)
                 final = status.get("state") in FINAL_STATES
                 if ended_attempt(status):

@@ -13,6 +13,7 @@ from commerce_jobs.api_names import (
     STARTED_BY_ANNOTATION,
     TEMPLATE_LABEL,
 )
+from commerce_jobs.fields import spec_of
 
 # What a retry does not take from the job it repeats: a cancel, and a start time that has passed.
 NOT_RETRIED = ("cancel", "executeAfter")
@@ -35,7 +36,7 @@ def retry_of(job: dict[str, Any], started_by: str | None = None) -> dict[str, An
     parent: it is a new run of its own. A job started from a template is started from that template again (what an
     admission policy lets a user start); any other job gets the same spec (command, params, queue, dependents ...).
     """
-    meta, spec = job["metadata"], job.get("spec") or {}
+    meta, spec = job["metadata"], spec_of(job)
     template = (spec.get("templateRef") or {}).get("name")
     if template:
         # Not the spec that the operator filled in from the template: that would be a job with a command, params,

@@ -41,6 +41,7 @@ from commerce_jobs.console.auth import (
 from commerce_jobs.console.history import HistoryViews
 from commerce_jobs.console.live import Changes, follow_log
 from commerce_jobs.controller import CommerceJobController
+from commerce_jobs.fields import status_of
 from commerce_jobs.jobpods import started_pod
 from commerce_jobs.kubeapi import api_message
 from commerce_jobs.startbuild import from_template, retry_of
@@ -373,7 +374,7 @@ class Console:
 
     async def detail(self, request: web.Request) -> web.Response:
         _, job = await self._readable_job(request)
-        status = job.get("status") or {}
+        status = status_of(job)
         following = status.get("state") == lifecycle.RUNNING and bool(status.get("jobName"))
         key = (job["metadata"]["namespace"], job["metadata"]["name"])
         incoming = self.jobs.waiting_for(key)  # the index: no scan of the cache
@@ -382,7 +383,7 @@ class Console:
     async def output(self, request: web.Request) -> web.StreamResponse:
         """The running attempt's output as server-sent events ('output' with a JSON string), then 'end'."""
         _, job = await self._readable_job(request)
-        namespace, job_name = job["metadata"]["namespace"], (job.get("status") or {}).get("jobName")
+        namespace, job_name = job["metadata"]["namespace"], status_of(job).get("jobName")
         response = _event_stream()
         await response.prepare(request)
         try:
