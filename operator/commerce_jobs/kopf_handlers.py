@@ -11,15 +11,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, cast
 
 import aiohttp
 import kopf
 
 from commerce_jobs.api_names import COMMERCECRONJOBS, COMMERCEJOBS, GROUP, MANAGED_BY, VERSION
-from commerce_jobs.controller import CommerceJobController
-from commerce_jobs.cron_controller import CronController, controllers
+from commerce_jobs.cron_controller import controllers
 from commerce_jobs.kubeapi import KubeApi
 from commerce_jobs.kubeclient import WORKERS, api_client
 from commerce_jobs.leader import LeaderElection, LeaderSettings
@@ -142,31 +141,29 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 
 # -- the watch handlers ------------------------------------------------------------------------------------------
-@kopf.on.event(GROUP, VERSION, COMMERCEJOBS)
-async def commercejob_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    controller: CommerceJobController = memo.controller
-    controller.observe_commercejob(type, dict(body))
+# (group, version, plural, whether only the operator's own objects are streamed, the controller in kopf's memo, and
+# its method that observes an event). The batch objects and pods are selected by their managed-by label.
+WATCHES = (
+    (GROUP, VERSION, COMMERCEJOBS, False, "controller", "observe_commercejob"),
+    ("batch", "v1", "jobs", True, "controller", "observe_job"),
+    ("", "v1", "pods", True, "controller", "observe_pod"),
+    (GROUP, VERSION, COMMERCECRONJOBS, False, "crons", "observe_cron"),
+    ("batch", "v1", "cronjobs", True, "crons", "observe_cronjob"),
+)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels=MANAGED_BY)
-async def job_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    controller: CommerceJobController = memo.controller
-    controller.observe_job(type, dict(body))
+def _watch_handler(controller: str, method: str) -> Callable[..., Awaitable[None]]:
+    async def observe(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        observer: Callable[[str | None, dict[str, Any]], None] = getattr(memo[controller], method)
+        observer(type, dict(body))
+
+    return observe
 
 
-@kopf.on.event("", "v1", "pods", labels=MANAGED_BY)
-async def pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    controller: CommerceJobController = memo.controller
-    controller.observe_pod(type, dict(body))
+def _register_watches() -> None:
+    for group, version, plural, managed, controller, method in WATCHES:
+        labels = MANAGED_BY if managed else None
+        kopf.on.event(group, version, plural, labels=labels, id=f"{plural}-event")(_watch_handler(controller, method))
 
 
-@kopf.on.event(GROUP, VERSION, COMMERCECRONJOBS)
-async def commercecronjob_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    crons: CronController = memo.crons
-    crons.observe_cron(type, dict(body))
-
-
-@kopf.on.event("batch", "v1", "cronjobs", labels=MANAGED_BY)
-async def cronjob_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    crons: CronController = memo.crons
-    crons.observe_cronjob(type, dict(body))
+_register_watches()

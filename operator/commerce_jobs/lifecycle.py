@@ -156,9 +156,10 @@ def condition(
     return cond
 
 
-def _state_patch(
+def state_patch(
     cjob: dict[str, Any], state: str, cond_status: str, reason: str, message: str, now: datetime
 ) -> dict[str, Any]:
+    """The status of a new state (or reason), with its Succeeded condition (also for dependencies.py)."""
     generation = cjob.get("metadata", {}).get("generation")
     current = status_of(cjob)
     patch: dict[str, Any] = {"state": state, "reason": reason, "message": message}
@@ -172,14 +173,6 @@ def _state_patch(
     return patch
 
 
-def state_patch(
-    cjob: dict[str, Any], state: str, cond_status: str, reason: str, message: str, now: datetime
-) -> dict[str, Any]:
-    """The status of a new state (or reason), with its Succeeded condition: for the deciders of other modules
-    (dependencies.py)."""
-    return _state_patch(cjob, state, cond_status, reason, message, now)
-
-
 def _unchanged(cjob: dict[str, Any], state: str, reason: str) -> bool:
     status = status_of(cjob)
     return bool(status.get("state") == state and status.get("reason") == reason)
@@ -189,7 +182,7 @@ def _pending(cjob: dict[str, Any], reason: str, message: str, now: datetime) -> 
     """The patch that marks a job Pending for this reason; None when it already is (no write for nothing)."""
     if _unchanged(cjob, PENDING, reason):
         return None
-    return _state_patch(cjob, PENDING, "Unknown", reason, message, now)
+    return state_patch(cjob, PENDING, "Unknown", reason, message, now)
 
 
 def duration(start: datetime | None, end: datetime) -> str:
@@ -230,7 +223,7 @@ def decide(
     if spec.get("cancel"):
         live = [j.name for j in jobs.values() if not j.deleting and not j.finished]
         message = "canceled while running; its Job was deleted" if live else "canceled before it started"
-        patch = _state_patch(cjob, CANCELED, "False", "Canceled", message, now)
+        patch = state_patch(cjob, CANCELED, "False", "Canceled", message, now)
         patch["completionTime"] = format_time(now)
         if started:
             patch["duration"] = duration(started, now)
@@ -279,7 +272,7 @@ def _while_running(
         seconds = int(start_timeout.total_seconds())
         return _stop(cjob, current, f"{problem.message} (not started within {seconds}s)", problem.reason, now)
     message = f"{problem.message}; the attempt fails at {format_time(deadline)} unless the container starts"
-    patch = None if _unchanged(cjob, RUNNING, problem.reason) else _state_patch(
+    patch = None if _unchanged(cjob, RUNNING, problem.reason) else state_patch(
         cjob, RUNNING, "Unknown", problem.reason, message, now
     )  # fmt: skip
     return Decision(status=patch, requeue_after=(deadline - now).total_seconds())
@@ -322,7 +315,7 @@ def _start(cjob: dict[str, Any], attempt: int, now: datetime) -> Decision:
     status = status_of(cjob)
     first = attempt == 1
     message = "started" if first else f"retry: attempt {attempt} started"
-    patch = _state_patch(cjob, RUNNING, "Unknown", "Running", message, now)
+    patch = state_patch(cjob, RUNNING, "Unknown", "Running", message, now)
     patch["attempts"] = attempt
     if first or not status.get("startTime"):
         patch["startTime"] = format_time(now)
@@ -336,7 +329,7 @@ def retry_status(
     attempts = int(status_of(cjob).get("attempts") or 0)
     why = failure(spec_of(cjob), attempt, result)
     message = f"attempt {attempts} failed ({why}); next attempt at {format_time(retry_at)}"
-    patch = _state_patch(cjob, RUNNING, "Unknown", "RetryBackoff", message, now)
+    patch = state_patch(cjob, RUNNING, "Unknown", "RetryBackoff", message, now)
     patch.update(
         exitCode=exit_code(attempt, result),
         output=result.output,
@@ -373,7 +366,7 @@ def final_status(
         reason = attempt.failure_reason  # e.g. CreateContainerConfigError: what kept it from running
     else:
         message = f"{spec.get('command', '')} failed with {failure(spec, attempt, result)}{tries}"
-    patch = _state_patch(cjob, final, cond_status, reason, message, now)
+    patch = state_patch(cjob, final, cond_status, reason, message, now)
     end = attempt.finished_at or now
     patch.update(
         completionTime=format_time(end),
@@ -394,12 +387,12 @@ def template_not_found(cjob: dict[str, Any], template: str, now: datetime) -> di
     created = parse_time(cjob["metadata"].get("creationTimestamp")) or now
     message = f"CommerceJobTemplate {template!r} not found"
     if now - created >= TEMPLATE_WAIT:
-        patch = _state_patch(cjob, FAILED, "False", "TemplateNotFound", message, now)
+        patch = state_patch(cjob, FAILED, "False", "TemplateNotFound", message, now)
         patch["completionTime"] = format_time(now)
         return patch
     if _unchanged(cjob, PENDING, "TemplateNotFound"):
         return None
-    return _state_patch(cjob, PENDING, "Unknown", "TemplateNotFound", f"{message}; waiting for it", now)
+    return state_patch(cjob, PENDING, "Unknown", "TemplateNotFound", f"{message}; waiting for it", now)
 
 
 def template_fields(cjob: dict[str, Any], template: dict[str, Any]) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from commerce_jobs.console.history import HistoryViews
 from commerce_jobs.console.live import Changes, follow_log
 from commerce_jobs.controller import CommerceJobController
 from commerce_jobs.fields import status_of
+from commerce_jobs.http_site import serve_app
 from commerce_jobs.jobpods import started_pod
 from commerce_jobs.kubeapi import api_message
 from commerce_jobs.startbuild import from_template, retry_of
@@ -162,15 +163,8 @@ class Console:
         return app
 
     async def start(self) -> None:
-        # No access log (it would show nothing useful); open event streams get 1 s at shutdown, not 60.
-        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, self.settings.host, self.settings.port).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
+        # Open event streams get 1 s at shutdown, not 60.
+        self._runner = await serve_app(self.app(), self.settings.host, self.settings.port, shutdown_timeout=1)
         auth = "authenticated by bearer token" if self.settings.authentication else "WITHOUT authentication, read-only"
         log.info("console listening on %s:%d (%s)", self.settings.host, self.settings.port, auth)
 
@@ -412,8 +406,8 @@ class Console:
         return None
 
     # -- actions ------------------------------------------------------------------------------------------------------
-    async def _authorize(self, request: web.Request, verb: str) -> tuple[Session, str, str]:
-        """The signed-in session, its CSRF token checked, and the right to <verb> commercejobs in the namespace."""
+    async def signed_in_form(self, request: web.Request) -> tuple[Session, Any]:
+        """The signed-in session of an action's request, and its form, whose CSRF token is checked."""
         if not self.settings.authentication:
             raise web.HTTPForbidden(text="the console is read-only without authentication")
         session = await self._session(request)
@@ -422,6 +416,11 @@ class Console:
         form = await request.post()
         if not csrf_ok(session, _submitted_csrf(request, form)):
             raise web.HTTPForbidden(text="invalid CSRF token: reload the page")
+        return session, form
+
+    async def _authorize(self, request: web.Request, verb: str) -> tuple[Session, str, str]:
+        """The signed-in session, its CSRF token checked, and the right to <verb> commercejobs in the namespace."""
+        session, form = await self.signed_in_form(request)
         namespace, name = str(form.get("namespace") or ""), str(form.get("name") or "")
         if not namespace or not name:
             raise web.HTTPBadRequest(text="namespace and name are required")

@@ -19,7 +19,6 @@ from kubernetes.client.exceptions import ApiException
 
 from commerce_jobs.api_names import COMMERCECRONJOBS, GROUP, VERSION
 from commerce_jobs.console import tasks
-from commerce_jobs.console.auth import csrf_ok
 
 if TYPE_CHECKING:
     from commerce_jobs.console.app import Console
@@ -99,15 +98,7 @@ class HistoryViews:
     async def suspend(self, request: web.Request) -> web.Response:
         """Suspend (suspend=true) or resume (suspend=false) a crontab task: spec.suspend, which its CronJob follows."""
         console = self.console
-        if not console.settings.authentication:
-            raise web.HTTPForbidden(text="the console is read-only without authentication")
-        session = await console._session(request)
-        if session is None:
-            raise web.HTTPUnauthorized(text="sign in again")
-        form = await request.post()
-        submitted = request.headers.get("X-CSRF-Token") or str(form.get("csrf") or "")
-        if not csrf_ok(session, submitted):
-            raise web.HTTPForbidden(text="invalid CSRF token: reload the page")
+        session, form = await console.signed_in_form(request)
         namespace, name, wanted = (str(form.get(k) or "") for k in ("namespace", "name", "suspend"))
         if not namespace or not name or wanted not in ("true", "false"):
             raise web.HTTPBadRequest(text="namespace, name and suspend (true or false) are required")
