@@ -11,7 +11,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from commerce_jobs import lifecycle
+from commerce_jobs import cronstatus
 from commerce_jobs.api_names import COMMERCECRONJOB, CRON_LABEL
 from commerce_jobs.cache import CachedJobs, Key
 from commerce_jobs.config import OperatorConfig
@@ -95,38 +95,11 @@ class CronController:
         if cron is None:
             return
         namespace, name = key
-        generation = cron["metadata"].get("generation")
         status = dict(status_of(cron))
-        ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
-        # Apply when the spec changed, or when the CronJob went missing; a spec that the apiserver refused waits
-        # for the next change of the spec.
-        # ... or when the allowlist changed (a restart with a new configuration) so that the command's verdict did.
-        in_step = (
-            status.get("observedGeneration") == generation
-            and ready is not None
-            and (ready.get("status") == "False" or key in self.cronjobs)
-            and (ready.get("reason") == CommandNotAllowed.reason) == self._not_allowed(cron)
-        )
         new: dict[str, Any] = {}
-        if not in_step:
-            new.update(await self._apply(cron))
-            fresh = new["conditions"][0]
-            if ready and all(ready.get(k) == fresh[k] for k in ("status", "reason", "message")):
-                fresh["lastTransitionTime"] = ready.get("lastTransitionTime", fresh["lastTransitionTime"])
-        cronjob = self.cronjobs.get(key)
-        if cronjob is not None:
-            cj_status = cronjob["status"]
-            new["cronJobName"] = cronjob["name"]
-            new["active"] = len(cj_status.get("active") or [])
-            for field in ("lastScheduleTime", "lastSuccessfulTime"):
-                if cj_status.get(field):
-                    new[field] = cj_status[field]
-        last = self._last_run(namespace, name)
-        if last is not None:
-            run_status = status_of(last)
-            new["lastRun"] = {"name": last["metadata"]["name"], "state": run_status.get("state") or "Pending"}
-            if run_status.get("completionTime"):
-                new["lastRun"]["completionTime"] = run_status["completionTime"]
+        if not cronstatus.in_step(cron, key in self.cronjobs, self._not_allowed(cron)):
+            new.update(cronstatus.keep_transition_time(status, await self._apply(cron)))
+        new.update(cronstatus.observed(self.cronjobs.get(key), self._last_run(namespace, name)))
         changed = {k: v for k, v in new.items() if status.get(k) != v}
         if changed:
             updated = await asyncio.to_thread(self.api.patch_cron_status, namespace, name, changed)
@@ -143,18 +116,21 @@ class CronController:
             key = (cron["metadata"]["namespace"], cron["metadata"]["name"])
             if key in self.cronjobs:  # created before the allowlist forbade the command: no further runs
                 await asyncio.to_thread(self.api.suspend_cronjob, key[0], self.cronjobs[key]["name"])
-            return _ready(False, e.reason, str(e), now, generation)
+            return cronstatus.ready(False, e.reason, str(e), now, generation)
         except InvalidSpec as e:
-            return _ready(False, e.reason, str(e), now, generation)
+            return cronstatus.ready(False, e.reason, str(e), now, generation)
         except ApiException as e:
             if e.status not in (400, 422):
                 raise
             # The apiserver checks what the CRD schema cannot: the cron expression, the time zone.
             message = api_message(e)
             reason = "InvalidSchedule" if "schedule" in message.lower() or "timezone" in message.lower() else "Invalid"
-            return _ready(False, reason, message, now, generation)
+            return cronstatus.ready(False, reason, message, now, generation)
         message = f"CronJob {manifest['metadata']['name']} schedules the runs"
-        return {**_ready(True, "Scheduled", message, now, generation), "cronJobName": manifest["metadata"]["name"]}
+        return {
+            **cronstatus.ready(True, "Scheduled", message, now, generation),
+            "cronJobName": manifest["metadata"]["name"],
+        }
 
     def _not_allowed(self, cron: dict[str, Any]) -> bool:
         try:
@@ -171,11 +147,6 @@ class CronController:
             key=lambda j: (j["metadata"].get("creationTimestamp", ""), j["metadata"]["name"]),
             default=None,
         )
-
-
-def _ready(ok: bool, reason: str, message: str, now: datetime, generation: int | None) -> dict[str, Any]:
-    condition = lifecycle.condition("True" if ok else "False", reason, message, now, generation, kind="Ready")
-    return {"conditions": [condition], "observedGeneration": generation}
 
 
 def controllers(
