@@ -21,7 +21,8 @@ system-deps: ## the Debian packages of the suite (as root; else prints the apt-g
 
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok and helm; the real node's kubelet,
 # kube-proxy, containerd and pause image; built from Go modules at pinned versions into ~/.cache/commerce-jobs (cold:
-# ~30 min on 2 cores; warm: nothing to do). And the real node's images (warm: a hash of their inputs).
+# the control plane's ~21 min on a busy 2-core machine, the real node's tools and images more; warm: nothing to do).
+# And the real node's images (warm: a hash of their inputs).
 tools: install system-deps ## build (or reuse) the control plane's Go binaries, the real node's and its images
 	$(BIN)/commerce-jobs dev-cluster build
 

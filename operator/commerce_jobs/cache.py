@@ -10,32 +10,38 @@ such object's own DELETED event comes after them in its stream.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from commerce_jobs import lifecycle
-from commerce_jobs.cronbuild import CRON_LABEL
-from commerce_jobs.jobbuild import ATTEMPT_LABEL
+from commerce_jobs.api_names import (
+    ATTEMPT_LABEL,
+    COMMERCECRONJOB,
+    COMMERCEJOB,
+    CRON_LABEL,
+    JOB_NAME_LABEL,
+    PREFIX,
+)
+from commerce_jobs.fields import spec_of, state_of, status_of
 from commerce_jobs.kubeapi import pod_outcome
 from commerce_jobs.lifecycle import JobView, PodOutcome, PodProblem
 
 Key = tuple[str, str]  # (namespace, name)
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
 
 def trim_commercejob(body: dict[str, Any]) -> dict[str, Any]:
     """What the cache keeps of a CommerceJob: everything but the output, which can be 64 KiB a job."""
     meta = body.get("metadata") or {}
-    status = {k: v for k, v in (body.get("status") or {}).items() if k != "output"}
+    status = {k: v for k, v in status_of(body).items() if k != "output"}
     kept = ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp", "ownerReferences")
     trimmed_meta = {k: meta[k] for k in kept if k in meta}
-    ours = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith("commercejobs.dev/")}
+    ours = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(PREFIX)}
     if ours:
         trimmed_meta["annotations"] = ours
     return {
         "metadata": trimmed_meta,
-        "spec": dict(body.get("spec") or {}),
+        "spec": dict(spec_of(body)),
         "status": status,
     }
 
@@ -50,12 +56,12 @@ def job_view(body: dict[str, Any]) -> JobView | None:
     complete = failed = False
     reason = ""
     finished_at = None
-    for cond in (body.get("status") or {}).get("conditions") or []:
+    for cond in status_of(body).get("conditions") or []:
         if cond.get("status") != "True":
             continue
         if cond.get("type") == "Complete":
             complete = True
-            finished_at = lifecycle.parse_time((body.get("status") or {}).get("completionTime")) or (
+            finished_at = lifecycle.parse_time(status_of(body).get("completionTime")) or (
                 lifecycle.parse_time(cond.get("lastTransitionTime"))
             )
         elif cond.get("type") == "Failed":
@@ -123,6 +129,15 @@ class JobCache:
             del self.cjobs[key]
         self._forget_attempts(key[0], uid)
 
+    def state_of(self, namespace: str) -> Callable[[str], str | None]:
+        """The state of a job of the namespace, by name (Pending until it has one); None when it is not cached."""
+
+        def state(name: str) -> str | None:
+            cjob = self.cjobs.get((namespace, name))
+            return None if cjob is None else state_of(cjob)
+
+        return state
+
     def attempts_of(self, cjob: dict[str, Any]) -> dict[int, JobView]:
         return self.attempts.get(cjob["metadata"].get("uid", ""), {})
 
@@ -142,7 +157,7 @@ class JobCache:
         if view is None:
             return None
         job_key = (meta["namespace"], meta["name"])
-        owner, uid = owner_name(meta, "CommerceJob"), owner_uid(meta, "CommerceJob")
+        owner, uid = owner_name(meta, COMMERCEJOB), owner_uid(meta, COMMERCEJOB)
         if not owner or not uid:
             if event_type != "DELETED" and CRON_LABEL in (meta.get("labels") or {}):
                 self.adoptions[job_key] = body  # a scheduled run: to record as a CommerceJob of the same name
@@ -219,3 +234,34 @@ class JobCache:
             "pod problems": len(self.pod_problems),
             "adoptions": len(self.adoptions),
         }
+
+
+class CachedJobs(Mapping[Key, dict[str, Any]]):
+    """The read API of the controller's cache, for the console, the cron controller and the metrics: the cached
+    CommerceJobs (trimmed: no output) by (namespace, name), read-only, and the look-ups they need. Read it on the
+    event loop's thread, as the controller writes it there."""
+
+    def __init__(self, cache: JobCache, waiting_for: Callable[[Key], Iterable[Key]]) -> None:
+        self._cache = cache
+        self._waiting_for = waiting_for
+
+    def __getitem__(self, key: Key) -> dict[str, Any]:
+        return self._cache.cjobs[key]
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._cache.cjobs)
+
+    def __len__(self) -> int:
+        return len(self._cache.cjobs)
+
+    def waiting_for(self, key: Key) -> list[Key]:
+        """The jobs whose spec.dependsOn names this one (through the dependency index: no scan of the cache)."""
+        return list(self._waiting_for(key))
+
+    def runs_of(self, namespace: str, cron: str) -> list[dict[str, Any]]:
+        """The CommerceJobs that record the runs of a CommerceCronJob."""
+        return [
+            j for (ns, _), j in self._cache.cjobs.items()
+            if ns == namespace and any(r.get("kind") == COMMERCECRONJOB and r.get("name") == cron
+                                       for r in j["metadata"].get("ownerReferences") or [])
+        ]  # fmt: skip

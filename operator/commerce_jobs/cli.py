@@ -1,4 +1,15 @@
-"""The ``commerce-jobs`` command: run the operator, and drive the local development cluster."""
+"""The ``commerce-jobs`` command (also ``kubectl commercejob``).
+
+    run                 the operator, against the cluster of the current kubeconfig
+    start TEMPLATE      start a CommerceJob from a CommerceJobTemplate (--wait, --follow, --after)
+    import-config FILE  the platform's add_jobs YAML -> CommerceJobTemplate manifests
+    crontab convert     a crontab file -> CommerceCronJob manifests
+    clean-up            delete finished CommerceJobs by retention, once
+    dev-cluster ACTION  the local control plane: build, up, down, status, images
+    dev                 local cluster + CRDs + samples + the operator, in one command
+
+The development cluster's code (devcluster/) is imported only by the two dev commands: the operator never loads it.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +20,10 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from commerce_jobs.devcluster.cluster import ClusterError, LocalCluster
-from commerce_jobs.devcluster.images import ImageBuildError
-from commerce_jobs.devcluster.realnode import RealNodeError
-from commerce_jobs.devcluster.toolchain import Toolchain, ToolchainError
+if TYPE_CHECKING:
+    from commerce_jobs.devcluster.cluster import LocalCluster
 
 DEV_CONFIG = "manifests/dev/operator-config.yaml"
 DEV_SAMPLES = ["crds", "manifests/samples"]
@@ -23,6 +33,8 @@ DEV_SAMPLES_REAL_NODE = ["crds", "manifests/dev/real-node/samples"]
 
 
 def _cluster(args: argparse.Namespace) -> LocalCluster:
+    from commerce_jobs.devcluster.cluster import LocalCluster
+
     return LocalCluster(Path(args.directory) if args.directory else None, real_node=getattr(args, "real_node", False))
 
 
@@ -54,8 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     leader = None
     if args.leader_election:
-        from commerce_jobs.leader import LeaseTimings
-        from commerce_jobs.runner import LeaderSettings
+        from commerce_jobs.leader import LeaderSettings, LeaseTimings
 
         if args.standalone:
             print("commerce-jobs run: --standalone and --leader-election exclude each other", file=sys.stderr)
@@ -99,6 +110,7 @@ def cmd_dev_cluster(args: argparse.Namespace) -> int:
     if args.action == "build":
         # Everything that the tiers of `make test` need: the control plane's tools, the real node's, its images.
         from commerce_jobs.devcluster import images
+        from commerce_jobs.devcluster.toolchain import Toolchain
 
         Toolchain.default().build()
         images.ensure_images(build=True)
@@ -146,7 +158,7 @@ def cmd_clean_up(args: argparse.Namespace) -> int:
 
     from commerce_jobs import retention
     from commerce_jobs.kubeapi import KubeApi
-    from commerce_jobs.runner import api_client
+    from commerce_jobs.kubeclient import api_client
 
     try:
         policy = retention.RetentionPolicy(
@@ -186,7 +198,7 @@ def _current_namespace() -> str:
 def cmd_start(args: argparse.Namespace) -> int:
     from kubernetes.client.exceptions import ApiException
 
-    from commerce_jobs.runner import api_client
+    from commerce_jobs.kubeclient import api_client
     from commerce_jobs.start import NoSuchDependency, Starter
 
     starter = Starter(api_client(), args.namespace or _current_namespace())
@@ -242,7 +254,9 @@ def cmd_crontab_convert(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="commerce-jobs", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="commerce-jobs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the operator against the cluster of the current kubeconfig")
@@ -345,11 +359,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _dev_cluster_errors() -> tuple[type[Exception], ...]:
+    """The development cluster's errors, which a dev command reports in one line; none unless it was loaded."""
+    if "commerce_jobs.devcluster" not in sys.modules:
+        return ()
+    from commerce_jobs.devcluster.cluster import ClusterError
+    from commerce_jobs.devcluster.images import ImageBuildError
+    from commerce_jobs.devcluster.realnode import RealNodeError
+    from commerce_jobs.devcluster.toolchain import ToolchainError
+
+    return (ClusterError, ToolchainError, RealNodeError, ImageBuildError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ClusterError, ToolchainError, RealNodeError, ImageBuildError) as e:
+    except _dev_cluster_errors() as e:
         print(f"commerce-jobs: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -1,4 +1,5 @@
-"""The CommerceJob CustomResourceDefinition, generated here and written to crds/ (a test checks they agree).
+"""The project's three CustomResourceDefinitions (CommerceJob, CommerceJobTemplate, CommerceCronJob), generated here
+and written to crds/ (a test checks they agree).
 
 Generated rather than hand-written because ``dependingJobs`` nests: an OpenAPI schema of a CRD cannot refer to
 itself, so each level is spelled out, down to MAX_DEPENDENCY_DEPTH levels below a job.
@@ -14,16 +15,24 @@ from typing import Any
 
 import yaml
 
+from commerce_jobs.api_names import (
+    COMMERCECRONJOB,
+    COMMERCECRONJOBS,
+    COMMERCEJOB,
+    COMMERCEJOBS,
+    COMMERCEJOBTEMPLATE,
+    COMMERCEJOBTEMPLATES,
+    GROUP,
+    STATES,
+    VERSION,
+)
 from commerce_jobs.retention import DURATION_PATTERN
 
-GROUP = "commercejobs.dev"
-VERSION = "v1alpha1"
 MAX_DEPENDENCY_DEPTH = 3  # levels of dependingJobs below a job
 MAX_DEPENDENTS = 20  # dependingJobs items per level
 MAX_PARAMS = 128
 MAX_PARAM_LENGTH = 4096
 
-STATES = ["Pending", "Running", "Finished", "Failed", "Terminated", "Canceled", "Incomplete"]
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 CONSOLE_COMMAND = r"^[A-Za-z0-9_][A-Za-z0-9_:.\-]*$"
 NO_NUL = r"^[^\x00]*$"  # execve ends an argument at NUL: such a param could never reach the command verbatim
@@ -295,7 +304,7 @@ def status_schema() -> dict[str, Any]:
         "type": "object",
         "description": "Written by the operator.",
         "properties": {
-            "state": {"type": "string", "enum": STATES, "description": "JMSJobQueueBundle's state of the job."},
+            "state": {"type": "string", "enum": list(STATES), "description": "JMSJobQueueBundle's state of the job."},
             "reason": _string("Why the job is in its state, in one CamelCase word.", 1024),
             "message": _string("What happened, for people.", 32768),
             "conditions": {
@@ -392,7 +401,7 @@ def commercejob_crd() -> dict[str, Any]:
     # cjob, not cj: that is CronJob's.
     description = "One run of a console command of the shop, as a Kubernetes Job."
     schema = {"spec": with_depends_on(spec_schema()), "status": with_dependencies(status_schema())}
-    crd = _crd("CommerceJob", "commercejobs", "cjob", description, schema, columns)
+    crd = _crd(COMMERCEJOB, COMMERCEJOBS, "cjob", description, schema, columns)
     crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["x-kubernetes-validations"] = [NOT_ITSELF]
     return crd
 
@@ -466,7 +475,7 @@ def commercejobtemplate_crd() -> dict[str, Any]:
         {"name": "Description", "type": "string", "jsonPath": ".spec.description", "priority": 1},
     ]
     description = "A configured job that people start with one click (the Back Office's add_jobs)."
-    return _crd("CommerceJobTemplate", "commercejobtemplates", "cjobtpl", description,
+    return _crd(COMMERCEJOBTEMPLATE, COMMERCEJOBTEMPLATES, "cjobtpl", description,
                 {"spec": template_spec_schema()}, columns)  # fmt: skip
 
 
@@ -548,14 +557,14 @@ def commercecronjob_crd() -> dict[str, Any]:
         {"name": "Time Zone", "type": "string", "jsonPath": ".spec.timeZone", "priority": 1},
     ]  # fmt: skip
     description = "A crontab task of the shop: runs its console command on a schedule, each run a CommerceJob."
-    return _crd("CommerceCronJob", "commercecronjobs", "cjcron", description,
+    return _crd(COMMERCECRONJOB, COMMERCECRONJOBS, "cjcron", description,
                 {"spec": cron_spec_schema(), "status": cron_status_schema()}, columns)  # fmt: skip
 
 
 CRDS = {
-    "commercejobs.dev_commercejobs.yaml": commercejob_crd,
-    "commercejobs.dev_commercejobtemplates.yaml": commercejobtemplate_crd,
-    "commercejobs.dev_commercecronjobs.yaml": commercecronjob_crd,
+    f"{GROUP}_{COMMERCEJOBS}.yaml": commercejob_crd,
+    f"{GROUP}_{COMMERCEJOBTEMPLATES}.yaml": commercejobtemplate_crd,
+    f"{GROUP}_{COMMERCECRONJOBS}.yaml": commercecronjob_crd,
 }
 
 

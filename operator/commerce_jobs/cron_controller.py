@@ -11,10 +11,13 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from commerce_jobs import lifecycle
+from commerce_jobs import cronstatus
+from commerce_jobs.api_names import COMMERCECRONJOB, CRON_LABEL
+from commerce_jobs.cache import CachedJobs, Key
 from commerce_jobs.config import OperatorConfig
-from commerce_jobs.controller import CommerceJobController, Key
-from commerce_jobs.cronbuild import CRON_LABEL, cronjob_manifest, cronjob_name
+from commerce_jobs.controller import CommerceJobController
+from commerce_jobs.cronbuild import cronjob_manifest, cronjob_name
+from commerce_jobs.fields import spec_of, status_of
 from commerce_jobs.jobbuild import CommandNotAllowed, InvalidSpec
 from commerce_jobs.kubeapi import KubeApi, api_message
 from commerce_jobs.workqueue import WorkQueue, serve
@@ -23,7 +26,8 @@ log = logging.getLogger("commerce_jobs.cron")
 
 
 class CronController:
-    def __init__(self, api: KubeApi, config: OperatorConfig, jobs: CommerceJobController, workers: int = 2) -> None:
+    def __init__(self, api: KubeApi, config: OperatorConfig, jobs: CachedJobs, workers: int = 2) -> None:
+        """``jobs``: the CommerceJob controller's cache, read for the runs of each CommerceCronJob."""
         self.api = api
         self.config = config
         self.jobs = jobs
@@ -32,8 +36,11 @@ class CronController:
         self.cronjobs: dict[Key, dict[str, Any]] = {}  # the CronJobs' status, by their CommerceCronJob's key
         self.queue: WorkQueue[Key] = WorkQueue()
         self._tasks: list[asyncio.Task[None]] = []
-        jobs.cron_of_job = self.cron_of_job
-        jobs.run_changed = lambda namespace, cron: self.queue.add((namespace, cron))
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The workers: each runs for ever, so one that is done has died."""
+        return list(self._tasks)
 
     # -- fed by the watch handlers --------------------------------------------------------------------------------
     def observe_cron(self, event_type: str | None, body: dict[str, Any]) -> None:
@@ -43,21 +50,25 @@ class CronController:
             self.cronjobs.pop(key, None)
             self.queue.discard(key)
             return
-        self.crons[key] = {"metadata": dict(body["metadata"]), "spec": dict(body.get("spec") or {}),
-                           "status": dict(body.get("status") or {})}  # fmt: skip
+        self.crons[key] = {"metadata": dict(body["metadata"]), "spec": dict(spec_of(body)),
+                           "status": dict(status_of(body))}  # fmt: skip
         self.queue.add(key)
 
     def observe_cronjob(self, event_type: str | None, body: dict[str, Any]) -> None:
         meta = body.get("metadata") or {}
-        owner = next((r["name"] for r in meta.get("ownerReferences") or [] if r.get("kind") == "CommerceCronJob"), None)
+        owner = next((r["name"] for r in meta.get("ownerReferences") or [] if r.get("kind") == COMMERCECRONJOB), None)
         if not owner:
             return
         key = (meta["namespace"], owner)
         if event_type == "DELETED":
             self.cronjobs.pop(key, None)
         else:
-            self.cronjobs[key] = {"name": meta["name"], "status": dict(body.get("status") or {})}
+            self.cronjobs[key] = {"name": meta["name"], "status": dict(status_of(body))}
         self.queue.add(key)
+
+    def run_changed(self, namespace: str, cron: str) -> None:
+        """A run of the CommerceCronJob changed (the CommerceJob controller tells): its status follows."""
+        self.queue.add((namespace, cron))
 
     def cron_of_job(self, job: dict[str, Any]) -> dict[str, Any] | None:
         meta = job["metadata"]
@@ -84,42 +95,15 @@ class CronController:
         if cron is None:
             return
         namespace, name = key
-        generation = cron["metadata"].get("generation")
-        status = dict(cron.get("status") or {})
-        ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
-        # Apply when the spec changed, or when the CronJob went missing; a spec that the apiserver refused waits
-        # for the next change of the spec.
-        # ... or when the allowlist changed (a restart with a new configuration) so that the command's verdict did.
-        in_step = (
-            status.get("observedGeneration") == generation
-            and ready is not None
-            and (ready.get("status") == "False" or key in self.cronjobs)
-            and (ready.get("reason") == CommandNotAllowed.reason) == self._not_allowed(cron)
-        )
+        status = dict(status_of(cron))
         new: dict[str, Any] = {}
-        if not in_step:
-            new.update(await self._apply(cron))
-            fresh = new["conditions"][0]
-            if ready and all(ready.get(k) == fresh[k] for k in ("status", "reason", "message")):
-                fresh["lastTransitionTime"] = ready.get("lastTransitionTime", fresh["lastTransitionTime"])
-        cronjob = self.cronjobs.get(key)
-        if cronjob is not None:
-            cj_status = cronjob["status"]
-            new["cronJobName"] = cronjob["name"]
-            new["active"] = len(cj_status.get("active") or [])
-            for field in ("lastScheduleTime", "lastSuccessfulTime"):
-                if cj_status.get(field):
-                    new[field] = cj_status[field]
-        last = self._last_run(namespace, name)
-        if last is not None:
-            run_status = last.get("status") or {}
-            new["lastRun"] = {"name": last["metadata"]["name"], "state": run_status.get("state") or "Pending"}
-            if run_status.get("completionTime"):
-                new["lastRun"]["completionTime"] = run_status["completionTime"]
+        if not cronstatus.in_step(cron, key in self.cronjobs, self._not_allowed(cron)):
+            new.update(cronstatus.keep_transition_time(status, await self._apply(cron)))
+        new.update(cronstatus.observed(self.cronjobs.get(key), self._last_run(namespace, name)))
         changed = {k: v for k, v in new.items() if status.get(k) != v}
         if changed:
             updated = await asyncio.to_thread(self.api.patch_cron_status, namespace, name, changed)
-            self.crons[key]["status"] = dict(updated.get("status") or {})
+            self.crons[key]["status"] = dict(status_of(updated))
 
     async def _apply(self, cron: dict[str, Any]) -> dict[str, Any]:
         """Creates or updates the CronJob; returns the status fields that say how that went."""
@@ -132,18 +116,21 @@ class CronController:
             key = (cron["metadata"]["namespace"], cron["metadata"]["name"])
             if key in self.cronjobs:  # created before the allowlist forbade the command: no further runs
                 await asyncio.to_thread(self.api.suspend_cronjob, key[0], self.cronjobs[key]["name"])
-            return _ready(False, e.reason, str(e), now, generation)
+            return cronstatus.ready(False, e.reason, str(e), now, generation)
         except InvalidSpec as e:
-            return _ready(False, e.reason, str(e), now, generation)
+            return cronstatus.ready(False, e.reason, str(e), now, generation)
         except ApiException as e:
             if e.status not in (400, 422):
                 raise
             # The apiserver checks what the CRD schema cannot: the cron expression, the time zone.
             message = api_message(e)
             reason = "InvalidSchedule" if "schedule" in message.lower() or "timezone" in message.lower() else "Invalid"
-            return _ready(False, reason, message, now, generation)
+            return cronstatus.ready(False, reason, message, now, generation)
         message = f"CronJob {manifest['metadata']['name']} schedules the runs"
-        return {**_ready(True, "Scheduled", message, now, generation), "cronJobName": manifest["metadata"]["name"]}
+        return {
+            **cronstatus.ready(True, "Scheduled", message, now, generation),
+            "cronJobName": manifest["metadata"]["name"],
+        }
 
     def _not_allowed(self, cron: dict[str, Any]) -> bool:
         try:
@@ -155,16 +142,27 @@ class CronController:
         return False
 
     def _last_run(self, namespace: str, cron: str) -> dict[str, Any] | None:
-        runs = [
-            j for (ns, _), j in self.jobs.cjobs.items()
-            if ns == namespace and any(r.get("kind") == "CommerceCronJob" and r.get("name") == cron
-                                       for r in j["metadata"].get("ownerReferences") or [])
-        ]  # fmt: skip
         return max(
-            runs, key=lambda j: (j["metadata"].get("creationTimestamp", ""), j["metadata"]["name"]), default=None
+            self.jobs.runs_of(namespace, cron),
+            key=lambda j: (j["metadata"].get("creationTimestamp", ""), j["metadata"]["name"]),
+            default=None,
         )
 
 
-def _ready(ok: bool, reason: str, message: str, now: datetime, generation: int | None) -> dict[str, Any]:
-    condition = lifecycle.condition("True" if ok else "False", reason, message, now, generation, kind="Ready")
-    return {"conditions": [condition], "observedGeneration": generation}
+def controllers(
+    api: KubeApi, config: OperatorConfig, workers: int = 16
+) -> tuple[CommerceJobController, CronController]:
+    """The two controllers, each given what it needs of the other through its constructor: the CommerceJob
+    controller finds a scheduled Job's CommerceCronJob and tells of its runs' changes; the cron controller reads
+    the runs from the CommerceJob controller's cache."""
+    crons: CronController  # made second: the callbacks look it up when they are called, never before
+
+    def cron_of_job(job: dict[str, Any]) -> dict[str, Any] | None:
+        return crons.cron_of_job(job)
+
+    def run_changed(namespace: str, cron: str) -> None:
+        crons.run_changed(namespace, cron)
+
+    jobs = CommerceJobController(api, config, workers, cron_of_job, run_changed)
+    crons = CronController(api, config, jobs.view)
+    return jobs, crons

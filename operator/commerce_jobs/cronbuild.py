@@ -9,14 +9,14 @@ dependents.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
+from commerce_jobs.api_names import ADOPTED_JOB_ANNOTATION, API_VERSION, CRON_LABEL, MANAGED_BY
 from commerce_jobs.config import OperatorConfig
-from commerce_jobs.jobbuild import API_VERSION, MANAGED_BY, controller_reference, job_manifest
-from commerce_jobs.lifecycle import ADOPTED_JOB_ANNOTATION
+from commerce_jobs.fields import spec_of
+from commerce_jobs.jobbuild import controller_reference, job_manifest
+from commerce_jobs.names import shortened
 
-CRON_LABEL = "commercejobs.dev/cronjob"
 CRON_ONLY_FIELDS = (
     "schedule", "timeZone", "concurrencyPolicy", "suspend", "startingDeadlineSeconds",
     "successfulJobsHistoryLimit", "failedJobsHistoryLimit",
@@ -26,14 +26,11 @@ MAX_CRONJOB_NAME = 52  # the CronJob controller appends 11 characters to name it
 
 def run_spec(cron: dict[str, Any]) -> dict[str, Any]:
     """The spec of each run: the CommerceCronJob's job fields."""
-    return {k: v for k, v in (cron.get("spec") or {}).items() if k not in CRON_ONLY_FIELDS}
+    return {k: v for k, v in spec_of(cron).items() if k not in CRON_ONLY_FIELDS}
 
 
 def cronjob_name(name: str) -> str:
-    if len(name) <= MAX_CRONJOB_NAME:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return f"{name[: MAX_CRONJOB_NAME - len(digest) - 1].rstrip('-.')}-{digest}"
+    return shortened(name, MAX_CRONJOB_NAME)
 
 
 def _owner(cron: dict[str, Any]) -> dict[str, Any]:
@@ -42,7 +39,7 @@ def _owner(cron: dict[str, Any]) -> dict[str, Any]:
 
 def cronjob_manifest(cron: dict[str, Any], config: OperatorConfig) -> dict[str, Any]:
     """Raises jobbuild.InvalidSpec when the job part cannot run (no image anywhere, ...)."""
-    meta, spec = cron["metadata"], cron.get("spec") or {}
+    meta, spec = cron["metadata"], spec_of(cron)
     name = cronjob_name(meta["name"])
     run = {"metadata": {"name": name, "namespace": meta["namespace"], "uid": meta["uid"]}, "spec": run_spec(cron)}
     job = job_manifest(run, 1, config)

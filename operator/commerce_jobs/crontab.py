@@ -14,7 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from commerce_jobs.jobbuild import API_VERSION
+from commerce_jobs.api_names import API_VERSION, COMMERCECRONJOB, CRONTAB_ANNOTATION
 
 MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 # Field name, lowest and highest value, as Kubernetes' cron parser (robfig/cron, standard syntax) accepts them.
@@ -166,12 +166,12 @@ def convert(text: str, namespace: str | None = None, source: str = "crontab") ->
         result.warnings.extend(f"{where}: {w}" for w in warnings)
         metadata: dict[str, Any] = {
             "name": _name(spec["command"], taken),
-            "annotations": {"commercejobs.dev/crontab": line},
+            "annotations": {CRONTAB_ANNOTATION: line},
         }
         if namespace:
             metadata["namespace"] = namespace
         result.manifests.append({
-            "apiVersion": API_VERSION, "kind": "CommerceCronJob", "metadata": metadata,
+            "apiVersion": API_VERSION, "kind": COMMERCECRONJOB, "metadata": metadata,
             "spec": {"schedule": schedule, **spec},
         })  # fmt: skip
     return result

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from commerce_jobs.fields import spec_of, status_of
+from commerce_jobs.fields import state_of as state_of  # read here by other modules too
 from commerce_jobs.lifecycle import (
     CANCELED,
     FAILED,
@@ -54,17 +56,13 @@ READY, WAIT, CANCEL, FAIL = "ready", "wait", "cancel", "fail"
 
 def depends_on(cjob: Mapping[str, Any]) -> tuple[str, ...]:
     """The names that a job waits for, in the order its spec gives them."""
-    return tuple(str(n) for n in (cjob.get("spec") or {}).get("dependsOn") or [])
-
-
-def state_of(cjob: Mapping[str, Any]) -> str:
-    return str((cjob.get("status") or {}).get("state") or PENDING)
+    return tuple(str(n) for n in spec_of(cjob).get("dependsOn") or [])
 
 
 def waits(cjob: Mapping[str, Any]) -> bool:
     """Whether a job has not started and is not final: only such a job can still wait for a dependency (a started
     job never looks at its dependencies again)."""
-    status = cjob.get("status") or {}
+    status = status_of(cjob)
     if status.get("state") in FINAL_STATES or status.get("startTime"):
         return False
     return int(status.get("attempts") or 0) == 0
@@ -144,7 +142,7 @@ def waiting_patch(cjob: Mapping[str, Any], verdict: Verdict, now: datetime) -> d
     """The status of a job that waits for its dependencies: Pending, naming those not Finished; None when its status
     says so already (no write for nothing)."""
     fields = verdict.status_fields()
-    status = cjob.get("status") or {}
+    status = status_of(cjob)
     recorded = {k: status.get(k) for k in ("reason", "message", *fields)}
     if state_of(cjob) == PENDING and recorded == {"reason": WAITING, "message": verdict.message, **fields}:
         return None
@@ -165,7 +163,7 @@ def end_patch(cjob: Mapping[str, Any], verdict: Verdict, now: datetime) -> dict[
 def ready_fields(cjob: Mapping[str, Any], verdict: Verdict) -> dict[str, Any]:
     """What a job that may start now still has to record of its dependencies (all Finished, no WAITING ON); {} when
     its status says so already."""
-    status = cjob.get("status") or {}
+    status = status_of(cjob)
     fields = verdict.status_fields()
     return {} if all(status.get(k) == v for k, v in fields.items()) else fields
 
@@ -182,7 +180,7 @@ def _failed(dependency: Mapping[str, Any]) -> bool:
 
 
 def _failure(name: str, dependency: Mapping[str, Any]) -> str:
-    status = dependency.get("status") or {}
+    status = status_of(dependency)
     reason = status.get("reason")
     why = f" ({reason})" if reason and reason != status.get("state") else ""
     return f"dependency {name} ended {state_of(dependency)}{why}"

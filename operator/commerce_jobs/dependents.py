@@ -3,15 +3,24 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from commerce_jobs.jobbuild import API_VERSION, controller_reference
-from commerce_jobs.lifecycle import CANCELED, FINAL_STATES, FINISHED, PENDING, RUNNING
+from commerce_jobs.api_names import (
+    API_VERSION,
+    CANCELED,
+    FINAL_STATES,
+    FINISHED,
+    MANAGED_BY,
+    PARENT_ANNOTATION,
+    PARENT_LABEL,
+    PENDING,
+    RUNNING,
+)
+from commerce_jobs.fields import spec_of, status_of
+from commerce_jobs.jobbuild import controller_reference
+from commerce_jobs.names import shortened
 
-PARENT_LABEL = "commercejobs.dev/parent-uid"
-PARENT_ANNOTATION = "commercejobs.dev/parent"
 MAX_NAME = 253
 
 # What a dependent inherits from its parent: it runs in the same shop, with the same runtime, unless it says otherwise.
@@ -25,16 +34,12 @@ ITEM_ONLY_FIELDS = ("name",)
 
 
 def dependent_name(parent: str, child: str) -> str:
-    name = f"{parent}-{child}"
-    if len(name) <= MAX_NAME:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
-    return f"{name[: MAX_NAME - len(digest) - 1]}-{digest}"
+    return shortened(f"{parent}-{child}", MAX_NAME, digest_chars=10)
 
 
 def build_dependent(parent: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
     meta = parent["metadata"]
-    parent_spec = parent.get("spec") or {}
+    parent_spec = spec_of(parent)
     spec = {k: parent_spec[k] for k in INHERITED_FIELDS if k in parent_spec}
     spec.update({k: v for k, v in item.items() if k not in ITEM_ONLY_FIELDS})
     return {
@@ -45,7 +50,7 @@ def build_dependent(parent: dict[str, Any], item: dict[str, Any]) -> dict[str, A
             "namespace": meta["namespace"],
             # The parent's own labels are not copied: a GitOps tool that tracks the parent by a label would
             # otherwise take its dependents for objects of its own and prune them.
-            "labels": {PARENT_LABEL: meta["uid"], "app.kubernetes.io/managed-by": "commerce-jobs"},
+            "labels": {PARENT_LABEL: meta["uid"], **MANAGED_BY},
             "annotations": {PARENT_ANNOTATION: meta["name"]},
             "ownerReferences": [controller_reference(parent, "CommerceJob")],
         },
@@ -86,6 +91,14 @@ def tree_states(
 
     walk(root, root_state, items)
     return entries
+
+
+def dependents_status(cjob: dict[str, Any], state: str, state_of: Callable[[str], str | None]) -> list[dict[str, str]]:
+    """``status.dependents`` of a job whose own state is (or is about to be) ``state``: its whole tree, each
+    dependent with its state (``state_of``, by name)."""
+    items = spec_of(cjob).get("dependingJobs") or []
+    recorded = status_of(cjob).get("dependents") or []
+    return tree_states(cjob["metadata"]["name"], state, items, state_of, recorded)
 
 
 def canceled_tree(parent: str, items: list[dict[str, Any]]) -> list[dict[str, str]]:

@@ -7,17 +7,21 @@ sees it, so a parameter such as ``$(rm -rf /)`` reaches PHP as exactly those cha
 from __future__ import annotations
 
 import copy
-import hashlib
 from typing import Any
 
 from commerce_jobs import policy
+from commerce_jobs.api_names import (
+    API_VERSION,
+    ATTEMPT_LABEL,
+    COMMERCEJOB_ANNOTATION,
+    CONTAINER,
+    MANAGED_BY,
+    OWNER_LABEL,
+)
 from commerce_jobs.config import OperatorConfig
+from commerce_jobs.fields import spec_of
+from commerce_jobs.names import shortened
 
-API_VERSION = "commercejobs.dev/v1alpha1"
-CONTAINER = "console"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "commerce-jobs"}
-OWNER_LABEL = "commercejobs.dev/job-name"
-ATTEMPT_LABEL = "commercejobs.dev/attempt"
 DEFAULT_CONSOLE = ["php", "bin/console"]
 MAX_JOB_NAME = 63  # a Job's name becomes a label value of its pods
 
@@ -88,13 +92,7 @@ def _keyed(where: str, key: str, items: list[dict[str, Any]] | None) -> dict[str
 
 def job_name(cjob_name: str, attempt: int) -> str:
     """``<commercejob>-<attempt>``; a name too long for a label value is cut and given a stable hash."""
-    suffix = f"-{attempt}"
-    name = cjob_name + suffix
-    if len(name) <= MAX_JOB_NAME:
-        return name
-    digest = hashlib.sha256(cjob_name.encode()).hexdigest()[:8]
-    keep = MAX_JOB_NAME - len(suffix) - len(digest) - 1
-    return f"{cjob_name[:keep].rstrip('-.')}-{digest}{suffix}"
+    return shortened(cjob_name, MAX_JOB_NAME, suffix=f"-{attempt}")
 
 
 def argv(spec: dict[str, Any]) -> list[str]:
@@ -103,18 +101,18 @@ def argv(spec: dict[str, Any]) -> list[str]:
 
 def job_manifest(cjob: dict[str, Any], attempt: int, config: OperatorConfig) -> dict[str, Any]:
     meta = cjob["metadata"]
-    spec = effective_spec(cjob.get("spec") or {}, config.job_defaults)
+    spec = effective_spec(spec_of(cjob), config.job_defaults)
     if not spec.get("image"):
         raise InvalidSpec("no image: set spec.image, or jobDefaults.image in the operator's configuration")
     if not spec.get("command"):
         raise InvalidSpec("no command: set spec.command (or spec.templateRef)")
     default_console = config.job_defaults.get("consoleCommand") or DEFAULT_CONSOLE
-    refused = policy.refusal(cjob.get("spec") or {}, config.allowed_commands, default_console)
+    refused = policy.refusal(spec_of(cjob), config.allowed_commands, default_console)
     if refused:
         raise CommandNotAllowed(refused)
     name = job_name(meta["name"], attempt)
     # Label values are at most 63 characters; the owner's full name is in an annotation and the ownerReference.
-    labels = {**MANAGED_BY, OWNER_LABEL: _label_value(meta["name"]), ATTEMPT_LABEL: str(attempt)}
+    labels = {**MANAGED_BY, OWNER_LABEL: shortened(meta["name"], MAX_JOB_NAME), ATTEMPT_LABEL: str(attempt)}
 
     container: dict[str, Any] = {
         "name": CONTAINER,
@@ -155,7 +153,7 @@ def job_manifest(cjob: dict[str, Any], attempt: int, config: OperatorConfig) -> 
             "name": name,
             "namespace": meta["namespace"],
             "labels": labels,
-            "annotations": {"commercejobs.dev/commercejob": meta["name"]},
+            "annotations": {COMMERCEJOB_ANNOTATION: meta["name"]},
             "ownerReferences": [controller_reference(cjob, "CommerceJob")],
         },
         "spec": job_spec,
@@ -173,10 +171,3 @@ def controller_reference(owner: dict[str, Any], kind: str) -> dict[str, Any]:
         "controller": True,
         "blockOwnerDeletion": True,
     }
-
-
-def _label_value(name: str) -> str:
-    if len(name) <= MAX_JOB_NAME:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return f"{name[: MAX_JOB_NAME - len(digest) - 1].rstrip('-.')}-{digest}"

@@ -12,13 +12,23 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from commerce_jobs.api_names import (
+    API_VERSION,
+    COMMERCECRONJOBS,
+    COMMERCEJOB,
+    COMMERCEJOBS,
+    COMMERCEJOBTEMPLATES,
+    CONTAINER,
+    FIELD_MANAGER,
+    GROUP,
+    VERSION,
+)
+from commerce_jobs.fields import status_of
+from commerce_jobs.jobpods import job_pods, newest_pod
 from commerce_jobs.lifecycle import AttemptResult, PodOutcome
 from commerce_jobs.output import DEFAULT_MAX_BYTES, tail_of
 from commerce_jobs.workqueue import Requeue
 
-GROUP, VERSION, PLURAL = "commercejobs.dev", "v1alpha1", "commercejobs"
-CONTAINER = "console"
-FIELD_MANAGER = "commerce-jobs"
 log = logging.getLogger(__name__)
 
 
@@ -42,9 +52,7 @@ def conflict_resolves(existing: dict[str, Any], owner_name: str) -> bool:
     meta = existing.get("metadata") or {}
     if meta.get("deletionTimestamp"):
         return True
-    return any(
-        r.get("kind") == "CommerceJob" and r.get("name") == owner_name for r in meta.get("ownerReferences") or []
-    )
+    return any(r.get("kind") == COMMERCEJOB and r.get("name") == owner_name for r in meta.get("ownerReferences") or [])
 
 
 def api_message(error: ApiException) -> str:
@@ -68,6 +76,13 @@ def apply_body(manifest: dict[str, Any]) -> str:
     return _NOT_YAML_PRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
+def json_object(answer: object) -> dict[str, Any]:
+    """An answer of the custom objects API: a JSON object, which the client's annotations call ``object``."""
+    if not isinstance(answer, dict):
+        raise TypeError(f"the apiserver answered {type(answer).__name__}, not a JSON object")
+    return answer
+
+
 def _discard(response: Any) -> None:
     """Reads an unparsed answer's body, so that its connection goes back to the pool."""
     response.data  # noqa: B018
@@ -75,7 +90,7 @@ def _discard(response: Any) -> None:
 
 def pod_outcome(pod: dict[str, Any]) -> PodOutcome:
     """The console container's exit code (None while it has not terminated) and why the pod ended, if it says."""
-    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    meta, status = pod.get("metadata") or {}, status_of(pod)
     exit_code = None
     for container in status.get("containerStatuses") or []:
         terminated = (container.get("state") or {}).get("terminated")
@@ -94,14 +109,17 @@ class KubeApi:
     # -- batch Jobs ----------------------------------------------------------------------------------------------
     def create_job(self, manifest: dict[str, Any], owner_uid: str) -> None:
         namespace = manifest["metadata"]["namespace"]
+        job: Any = manifest  # the client takes a plain dict where its annotations name V1Job
         try:
             # The answer is not needed: unparsed, it costs no CPU (the client's models are slow to build).
-            _discard(self.batch.create_namespaced_job(namespace, manifest, field_manager=FIELD_MANAGER,
+            _discard(self.batch.create_namespaced_job(namespace, job, field_manager=FIELD_MANAGER,
                                                       _preload_content=False))  # fmt: skip
         except ApiException as e:
             if e.status != 409:
                 raise
-            response = self.batch.read_namespaced_job(manifest["metadata"]["name"], namespace, _preload_content=False)
+            response: Any = self.batch.read_namespaced_job(  # unparsed: an HTTP response
+                manifest["metadata"]["name"], namespace, _preload_content=False
+            )
             existing = json.loads(response.data)
             owners = {ref.get("uid") for ref in existing["metadata"].get("ownerReferences") or []}
             if owner_uid not in owners:
@@ -141,7 +159,7 @@ class KubeApi:
         if outcome is None:
             return AttemptResult(None, "", False, "its pod is gone")
         try:
-            response = self.core.read_namespaced_pod_log(
+            response: Any = self.core.read_namespaced_pod_log(  # unparsed: a stream
                 outcome.pod_name, namespace, container=CONTAINER, _preload_content=False
             )
         except ApiException as e:
@@ -155,13 +173,8 @@ class KubeApi:
         return AttemptResult(outcome.exit_code, tail.text, tail.truncated, outcome.pod_reason)
 
     def _newest_pod(self, namespace: str, job_name: str) -> PodOutcome | None:
-        response = self.core.list_namespaced_pod(
-            namespace, label_selector=f"batch.kubernetes.io/job-name={job_name}", _preload_content=False
-        )
-        pods = json.loads(response.data).get("items") or []
-        if not pods:
-            return None
-        return pod_outcome(max(pods, key=lambda p: p["metadata"].get("creationTimestamp") or ""))
+        pod = newest_pod(job_pods(self.core, namespace, job_name))
+        return None if pod is None else pod_outcome(pod)
 
     # -- CommerceJobs ------------------------------------------------------------------------------------------------
     def patch_status(self, namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> dict[str, Any]:
@@ -171,7 +184,9 @@ class KubeApi:
 
     def _conditional_patch(self, patch: Any, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            result: dict[str, Any] = patch(GROUP, VERSION, namespace, PLURAL, name, body, field_manager=FIELD_MANAGER)
+            result = json_object(
+                patch(GROUP, VERSION, namespace, COMMERCEJOBS, name, body, field_manager=FIELD_MANAGER)
+            )
         except ApiException as e:
             if e.status == 409:
                 raise Conflict(f"{namespace}/{name} changed") from e
@@ -182,10 +197,8 @@ class KubeApi:
         """Deletes a CommerceJob (its Jobs, pods and dependents follow through ownerReferences), only if it is still
         the one that was judged expired (same uid). False when it was already gone."""
         try:
-            self.custom.delete_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name,
-                body={"preconditions": {"uid": uid}, "propagationPolicy": "Background"},
-            )  # fmt: skip
+            options: Any = {"preconditions": {"uid": uid}, "propagationPolicy": "Background"}  # a V1DeleteOptions
+            self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, COMMERCEJOBS, name, body=options)
         except ApiException as e:
             if e.status in (404, 409):
                 return False
@@ -198,9 +211,11 @@ class KubeApi:
         while True:
             kwargs: dict[str, Any] = {"limit": 500, **({"_continue": token} if token else {})}
             if namespace:
-                page = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, **kwargs)
+                page = json_object(
+                    self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, COMMERCEJOBS, **kwargs)
+                )
             else:
-                page = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
+                page = json_object(self.custom.list_cluster_custom_object(GROUP, VERSION, COMMERCEJOBS, **kwargs))
             items.extend(page["items"])
             token = page["metadata"].get("continue")
             if not token:
@@ -208,8 +223,8 @@ class KubeApi:
 
     def get_template(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            result: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, "commercejobtemplates", name
+            result = json_object(
+                self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, COMMERCEJOBTEMPLATES, name)
             )
         except ApiException as e:
             if e.status == 404:
@@ -225,21 +240,22 @@ class KubeApi:
         """Creates a CommerceJob, or returns the one of that name that exists."""
         namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         try:
-            created: dict[str, Any] = self.custom.create_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, manifest, field_manager=FIELD_MANAGER
+            created = json_object(
+                self.custom.create_namespaced_custom_object(
+                    GROUP, VERSION, namespace, COMMERCEJOBS, manifest, field_manager=FIELD_MANAGER
+                )
             )
         except ApiException as e:
             if e.status != 409:
                 raise
-            existing: dict[str, Any] = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-            return existing
+            return json_object(self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, COMMERCEJOBS, name))
         return created
 
     def add_job_owner(self, job: dict[str, Any], owner: dict[str, Any]) -> None:
         """Adds a CommerceJob to a Job's owners (not as its controller: that stays its CronJob)."""
         meta = job["metadata"]
         refs = [r for r in meta.get("ownerReferences") or [] if r.get("uid") != owner["metadata"]["uid"]]
-        refs.append({"apiVersion": f"{GROUP}/{VERSION}", "kind": "CommerceJob", "name": owner["metadata"]["name"],
+        refs.append({"apiVersion": API_VERSION, "kind": COMMERCEJOB, "name": owner["metadata"]["name"],
                      "uid": owner["metadata"]["uid"]})  # fmt: skip
         self.batch.patch_namespaced_job(meta["name"], meta["namespace"], {"metadata": {"ownerReferences": refs}})
 
@@ -276,10 +292,11 @@ class KubeApi:
                 raise
 
     def patch_cron_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, "commercecronjobs", name, {"status": status}, field_manager=FIELD_MANAGER
+        return json_object(
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, COMMERCECRONJOBS, name, {"status": status}, field_manager=FIELD_MANAGER
+            )
         )
-        return result
 
     # -- Events ------------------------------------------------------------------------------------------------------
     def post_event(self, obj: dict[str, Any], kind: str, reason: str, message: str, event_type: str = "Normal") -> None:
@@ -289,7 +306,7 @@ class KubeApi:
         event = client.CoreV1Event(
             metadata=client.V1ObjectMeta(generate_name=f"{meta['name'][:200]}.", namespace=meta["namespace"]),
             involved_object=client.V1ObjectReference(
-                api_version=f"{GROUP}/{VERSION}",
+                api_version=API_VERSION,
                 kind=kind,
                 name=meta["name"],
                 namespace=meta["namespace"],
@@ -302,9 +319,9 @@ class KubeApi:
             first_timestamp=now,
             last_timestamp=now,
             count=1,
-            source=client.V1EventSource(component="commerce-jobs"),
-            reporting_component="commercejobs.dev/operator",
-            reporting_instance="commerce-jobs",
+            source=client.V1EventSource(component=FIELD_MANAGER),
+            reporting_component=f"{GROUP}/operator",
+            reporting_instance=FIELD_MANAGER,
         )
         try:
             _discard(self.core.create_namespaced_event(meta["namespace"], event, _preload_content=False))

@@ -51,6 +51,15 @@ def may_take(holder: str | None, identity: str, unchanged_for: float, duration: 
     return not holder or holder == identity or unchanged_for >= duration
 
 
+@dataclass(frozen=True)
+class LeaderSettings:
+    """Which Lease the replicas share (``commerce-jobs run --leader-elect``), and its timings."""
+
+    namespace: str
+    name: str
+    timings: LeaseTimings
+
+
 class LeaderElection:
     def __init__(self, api: client.ApiClient, namespace: str, name: str, identity: str, timings: LeaseTimings) -> None:
         self.leases = client.CoordinationV1Api(api)

@@ -11,13 +11,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-PENDING, RUNNING = "Pending", "Running"
-FINISHED, FAILED, TERMINATED, CANCELED, INCOMPLETE = "Finished", "Failed", "Terminated", "Canceled", "Incomplete"
-FINAL_STATES = frozenset({FINISHED, FAILED, TERMINATED, CANCELED, INCOMPLETE})
+from commerce_jobs.api_names import ADOPTED_JOB_ANNOTATION as ADOPTED_JOB_ANNOTATION
+from commerce_jobs.api_names import CANCELED as CANCELED
+from commerce_jobs.api_names import FAILED as FAILED
+from commerce_jobs.api_names import FINAL_STATES as FINAL_STATES
+from commerce_jobs.api_names import FINISHED as FINISHED
+from commerce_jobs.api_names import INCOMPLETE as INCOMPLETE
+from commerce_jobs.api_names import PENDING as PENDING
+from commerce_jobs.api_names import RUNNING as RUNNING
+from commerce_jobs.api_names import TERMINATED as TERMINATED
+
+# The states (api_names.py), named here too: the decisions are written in them.
+from commerce_jobs.fields import spec_of, status_of
 
 MAX_RETRY_BACKOFF = timedelta(hours=1)
 MAX_MESSAGE = 4096  # characters of a condition's message
-ADOPTED_JOB_ANNOTATION = "commercejobs.dev/adopted-job"
 
 
 @dataclass(frozen=True)
@@ -148,11 +156,12 @@ def condition(
     return cond
 
 
-def _state_patch(
+def state_patch(
     cjob: dict[str, Any], state: str, cond_status: str, reason: str, message: str, now: datetime
 ) -> dict[str, Any]:
+    """The status of a new state (or reason), with its Succeeded condition (also for dependencies.py)."""
     generation = cjob.get("metadata", {}).get("generation")
-    current = cjob.get("status") or {}
+    current = status_of(cjob)
     patch: dict[str, Any] = {"state": state, "reason": reason, "message": message}
     old = next((c for c in current.get("conditions") or [] if c.get("type") == "Succeeded"), None)
     cond = condition(cond_status, reason, message, now, generation)
@@ -164,16 +173,8 @@ def _state_patch(
     return patch
 
 
-def state_patch(
-    cjob: dict[str, Any], state: str, cond_status: str, reason: str, message: str, now: datetime
-) -> dict[str, Any]:
-    """The status of a new state (or reason), with its Succeeded condition: for the deciders of other modules
-    (dependencies.py)."""
-    return _state_patch(cjob, state, cond_status, reason, message, now)
-
-
 def _unchanged(cjob: dict[str, Any], state: str, reason: str) -> bool:
-    status = cjob.get("status") or {}
+    status = status_of(cjob)
     return bool(status.get("state") == state and status.get("reason") == reason)
 
 
@@ -181,7 +182,7 @@ def _pending(cjob: dict[str, Any], reason: str, message: str, now: datetime) -> 
     """The patch that marks a job Pending for this reason; None when it already is (no write for nothing)."""
     if _unchanged(cjob, PENDING, reason):
         return None
-    return _state_patch(cjob, PENDING, "Unknown", reason, message, now)
+    return state_patch(cjob, PENDING, "Unknown", reason, message, now)
 
 
 def duration(start: datetime | None, end: datetime) -> str:
@@ -211,8 +212,8 @@ def decide(
     has room for it (only asked about for a job that has not started); ``problem`` is why the current attempt's
     container cannot start, if it cannot: after ``start_timeout`` of that, the attempt fails.
     """
-    spec = cjob.get("spec") or {}
-    status = cjob.get("status") or {}
+    spec = spec_of(cjob)
+    status = status_of(cjob)
     state = status.get("state") or PENDING
     if state in FINAL_STATES:
         return Decision()
@@ -222,7 +223,7 @@ def decide(
     if spec.get("cancel"):
         live = [j.name for j in jobs.values() if not j.deleting and not j.finished]
         message = "canceled while running; its Job was deleted" if live else "canceled before it started"
-        patch = _state_patch(cjob, CANCELED, "False", "Canceled", message, now)
+        patch = state_patch(cjob, CANCELED, "False", "Canceled", message, now)
         patch["completionTime"] = format_time(now)
         if started:
             patch["duration"] = duration(started, now)
@@ -271,7 +272,7 @@ def _while_running(
         seconds = int(start_timeout.total_seconds())
         return _stop(cjob, current, f"{problem.message} (not started within {seconds}s)", problem.reason, now)
     message = f"{problem.message}; the attempt fails at {format_time(deadline)} unless the container starts"
-    patch = None if _unchanged(cjob, RUNNING, problem.reason) else _state_patch(
+    patch = None if _unchanged(cjob, RUNNING, problem.reason) else state_patch(
         cjob, RUNNING, "Unknown", problem.reason, message, now
     )  # fmt: skip
     return Decision(status=patch, requeue_after=(deadline - now).total_seconds())
@@ -287,8 +288,8 @@ def _stop(cjob: dict[str, Any], current: JobView, why: str, reason: str, now: da
 
 def _after_failure(cjob: dict[str, Any], attempt: JobView, final: str, now: datetime) -> Decision:
     """A failed, terminated or vanished attempt: retry while retries are left, else record the final state."""
-    spec = cjob.get("spec") or {}
-    status = cjob.get("status") or {}
+    spec = spec_of(cjob)
+    status = status_of(cjob)
     attempts = int(status.get("attempts") or 0)
     if attempts > int(spec.get("maxRetries", 0)):
         return Decision(collect=attempt, finish=final, cancel_dependents=True)
@@ -311,10 +312,10 @@ def vanished(cjob: dict[str, Any], attempt: int, now: datetime) -> Decision:
 
 
 def _start(cjob: dict[str, Any], attempt: int, now: datetime) -> Decision:
-    status = cjob.get("status") or {}
+    status = status_of(cjob)
     first = attempt == 1
     message = "started" if first else f"retry: attempt {attempt} started"
-    patch = _state_patch(cjob, RUNNING, "Unknown", "Running", message, now)
+    patch = state_patch(cjob, RUNNING, "Unknown", "Running", message, now)
     patch["attempts"] = attempt
     if first or not status.get("startTime"):
         patch["startTime"] = format_time(now)
@@ -325,10 +326,10 @@ def retry_status(
     cjob: dict[str, Any], attempt: JobView, result: AttemptResult, retry_at: datetime, now: datetime
 ) -> dict[str, Any]:
     """Status while a retry waits for its backoff: still Running, as in JMS."""
-    attempts = int((cjob.get("status") or {}).get("attempts") or 0)
-    why = failure(cjob.get("spec") or {}, attempt, result)
+    attempts = int(status_of(cjob).get("attempts") or 0)
+    why = failure(spec_of(cjob), attempt, result)
     message = f"attempt {attempts} failed ({why}); next attempt at {format_time(retry_at)}"
-    patch = _state_patch(cjob, RUNNING, "Unknown", "RetryBackoff", message, now)
+    patch = state_patch(cjob, RUNNING, "Unknown", "RetryBackoff", message, now)
     patch.update(
         exitCode=exit_code(attempt, result),
         output=result.output,
@@ -349,8 +350,8 @@ FINAL_REASONS = {
 def final_status(
     cjob: dict[str, Any], final: str, attempt: JobView, result: AttemptResult, now: datetime
 ) -> dict[str, Any]:
-    spec = cjob.get("spec") or {}
-    status = cjob.get("status") or {}
+    spec = spec_of(cjob)
+    status = status_of(cjob)
     cond_status, reason = FINAL_REASONS[final]
     attempts = int(status.get("attempts") or 0)
     tries = f" after {attempts} attempts" if attempts > 1 else ""
@@ -365,7 +366,7 @@ def final_status(
         reason = attempt.failure_reason  # e.g. CreateContainerConfigError: what kept it from running
     else:
         message = f"{spec.get('command', '')} failed with {failure(spec, attempt, result)}{tries}"
-    patch = _state_patch(cjob, final, cond_status, reason, message, now)
+    patch = state_patch(cjob, final, cond_status, reason, message, now)
     end = attempt.finished_at or now
     patch.update(
         completionTime=format_time(end),
@@ -386,15 +387,15 @@ def template_not_found(cjob: dict[str, Any], template: str, now: datetime) -> di
     created = parse_time(cjob["metadata"].get("creationTimestamp")) or now
     message = f"CommerceJobTemplate {template!r} not found"
     if now - created >= TEMPLATE_WAIT:
-        patch = _state_patch(cjob, FAILED, "False", "TemplateNotFound", message, now)
+        patch = state_patch(cjob, FAILED, "False", "TemplateNotFound", message, now)
         patch["completionTime"] = format_time(now)
         return patch
     if _unchanged(cjob, PENDING, "TemplateNotFound"):
         return None
-    return _state_patch(cjob, PENDING, "Unknown", "TemplateNotFound", f"{message}; waiting for it", now)
+    return state_patch(cjob, PENDING, "Unknown", "TemplateNotFound", f"{message}; waiting for it", now)
 
 
 def template_fields(cjob: dict[str, Any], template: dict[str, Any]) -> dict[str, Any]:
     """The fields that a job started from a template takes from it: all that the job does not set itself."""
-    spec = cjob.get("spec") or {}
-    return {k: v for k, v in (template.get("spec") or {}).items() if k not in spec}
+    spec = spec_of(cjob)
+    return {k: v for k, v in spec_of(template).items() if k not in spec}

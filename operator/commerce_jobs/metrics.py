@@ -33,6 +33,8 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from commerce_jobs import __version__, lifecycle
+from commerce_jobs.api_names import COMMERCECRONJOB, COMMERCECRONJOBS, COMMERCEJOBS
+from commerce_jobs.fields import spec_of, status_of
 from commerce_jobs.metrics_cache import CacheCollector
 from commerce_jobs.metrics_labels import DEFAULT_QUEUE, LabelVocabulary, api_route, error_reason, owner, timestamp
 
@@ -116,8 +118,8 @@ class Metrics:
         """This replica acts: read its caches, count what its controllers and client do, and let the hooks record."""
         global _active
         self.controller, self.crons, self.watch_health = controller, crons, watch_health
-        self.observe_queue(controller.queue, "commercejobs")
-        self.observe_queue(crons.queue, "commercecronjobs")
+        self.observe_queue(controller.queue, COMMERCEJOBS)
+        self.observe_queue(crons.queue, COMMERCECRONJOBS)
         for api_client in [controller.api.core.api_client, *_clients]:
             self.instrument(api_client)
         self.leader.set(1)
@@ -163,12 +165,12 @@ class Metrics:
     # -- what the controller reports ------------------------------------------------------------------------------
     def status_written(self, before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
         """A CommerceJob's status was written: count the attempt that started or ended, and the final state."""
-        old, new = before.get("status") or {}, after.get("status") or {}
-        meta, spec = after.get("metadata") or {}, after.get("spec") or {}
-        cron = owner(meta, "CommerceCronJob")
+        old, new = status_of(before), status_of(after)
+        meta, spec = after.get("metadata") or {}, spec_of(after)
+        cron = owner(meta, COMMERCECRONJOB)
         if cron and self.crons is not None:
             task = self.crons.crons.get((meta.get("namespace", ""), cron))
-            if task is not None and (task.get("spec") or {}).get("command") == spec.get("command"):
+            if task is not None and spec_of(task).get("command") == spec.get("command"):
                 self.labels.learn(spec.get("command"))
         namespace = str(meta.get("namespace", ""))
         queue, command = self.labels.queue(spec.get("queue", DEFAULT_QUEUE)), self.labels.command(spec.get("command"))
@@ -251,7 +253,7 @@ def track(api_client: Any) -> None:
 
 def kopf_trace_config() -> aiohttp.TraceConfig:
     """Counts the requests of kopf's own aiohttp session (its LISTs and WATCHes, the Events it posts) in
-    ``commerce_jobs_api_requests_total``, as ``instrument`` counts the kubernetes client's: runner.login puts it on
+    ``commerce_jobs_api_requests_total``, as ``instrument`` counts the kubernetes client's: kopf_handlers.login puts it on
     the session that it hands to kopf. A request's duration is until its response's headers (a watch's stream then
     lasts minutes), as for the kubernetes client's unparsed answers."""
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from commerce_jobs import lifecycle, schedule
+from commerce_jobs.api_names import COMMERCECRONJOB, COMMERCECRONJOBS, COMMERCEJOBS
+from commerce_jobs.fields import spec_of, status_of
 from commerce_jobs.metrics_labels import DEFAULT_QUEUE, LabelVocabulary, owner, timestamp
 
 if TYPE_CHECKING:
@@ -65,12 +67,12 @@ class CacheCollector:
             label = labels.queue(queue)
             running[label] += len(holders)
             for key in waiters:
-                job = controller.cjobs.get(key)
+                job = controller.view.get(key)
                 if job is None:
                     continue
                 waiting[label] += 1
                 created = lifecycle.parse_time(job["metadata"].get("creationTimestamp")) or now
-                after = lifecycle.parse_time((job.get("spec") or {}).get("executeAfter"))
+                after = lifecycle.parse_time(spec_of(job).get("executeAfter"))
                 since = max(created, after) if after else created
                 oldest[label] = max(oldest.get(label, 0.0), (now - since).total_seconds())
         family_running = GaugeMetricFamily("commerce_jobs_queue_running", "Jobs of the queue that run (or were just "
@@ -95,9 +97,9 @@ class CacheCollector:
     def _work_queues(self, controller: CommerceJobController) -> Iterator[Metric]:
         depth = GaugeMetricFamily("commerce_jobs_workqueue_depth", "Keys waiting in a controller's work queue",
                                   labels=["name"])  # fmt: skip
-        depth.add_metric(["commercejobs"], len(controller.queue))
+        depth.add_metric([COMMERCEJOBS], len(controller.queue))
         if self.metrics.crons is not None:
-            depth.add_metric(["commercecronjobs"], len(self.metrics.crons.queue))
+            depth.add_metric([COMMERCECRONJOBS], len(self.metrics.crons.queue))
         yield depth
 
 
@@ -108,12 +110,12 @@ def _scan(
     crontab task's runs (it may be newer than the CronJob's lastSuccessfulTime: a run that succeeded on a retry)."""
     counts: Tally[tuple[str, str, str]] = Tally()
     succeeded: dict[tuple[str, str], float] = {}
-    for (namespace, _), job in controller.cjobs.items():
-        status = job.get("status") or {}
+    for (namespace, _), job in controller.view.items():
+        status = status_of(job)
         state = status.get("state") or lifecycle.PENDING
-        counts[(namespace, labels.queue((job.get("spec") or {}).get("queue", DEFAULT_QUEUE)), state)] += 1
+        counts[(namespace, labels.queue(spec_of(job).get("queue", DEFAULT_QUEUE)), state)] += 1
         if state == lifecycle.FINISHED and job["metadata"].get("ownerReferences"):
-            cron = owner(job["metadata"], "CommerceCronJob")
+            cron = owner(job["metadata"], COMMERCECRONJOB)
             completed = timestamp(status.get("completionTime")) if cron else None
             if cron and completed is not None:
                 key = (namespace, cron)
@@ -147,7 +149,7 @@ def _crons(crons: CronController, succeeded: dict[tuple[str, str], float], now: 
                                        labels=["namespace", "name"]),
     }  # fmt: skip
     for (namespace, name), task in sorted(crons.crons.items()):
-        spec, status = task.get("spec") or {}, task.get("status") or {}
+        spec, status = spec_of(task), status_of(task)
         ids = [namespace, name]
         last_schedule = timestamp(status.get("lastScheduleTime"))
         if last_schedule is not None:

@@ -13,6 +13,7 @@ from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
 from commerce_jobs.config import OperatorConfig
+from commerce_jobs.http_site import serve_app
 from commerce_jobs.metrics import Metrics
 
 log = logging.getLogger("commerce_jobs.metrics")
@@ -46,14 +47,7 @@ class MetricsServer:
     async def start(self) -> None:
         app = web.Application()
         app.add_routes([web.get("/metrics", self.scrape)])
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, self.settings.host, self.settings.port).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
+        self._runner = await serve_app(app, self.settings.host, self.settings.port)
         log.info("metrics on http://%s:%d/metrics", self.settings.host, self.settings.port)
 
     async def stop(self) -> None:

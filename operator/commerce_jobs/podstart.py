@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from commerce_jobs.fields import status_of
 from commerce_jobs.lifecycle import PodProblem
 
 # Waiting reasons of a container that will not start by itself soon: without the operator, the pod would wait.
@@ -65,7 +66,7 @@ def remedy(reason: str, message: str) -> str | None:
 def pod_problem(pod: dict[str, Any], now: datetime) -> PodProblem | None:
     """Why the pod's container cannot start, if it waits for one of WAITING_REASONS; None otherwise (it runs, it
     ended, or it is being deleted: a pod on its way out has no start left to wait for)."""
-    status = pod.get("status") or {}
+    status = status_of(pod)
     if status.get("phase") != "Pending" or (pod.get("metadata") or {}).get("deletionTimestamp"):
         return None
     for container in status.get("containerStatuses") or []:

@@ -27,6 +27,8 @@ from typing import Any
 
 import aiohttp.web
 
+from commerce_jobs.http_site import serve_app
+
 READINESS_PATH = "/readyz"
 Handler = Callable[[aiohttp.web.Request], Awaitable[aiohttp.web.Response]]
 
@@ -126,11 +128,4 @@ async def serve(endpoint: str, snapshot: Callable[[], Snapshot]) -> aiohttp.web.
     app.add_routes(
         [aiohttp.web.get(liveness_path, handler(liveness)), aiohttp.web.get(READINESS_PATH, handler(readiness))]
     )
-    runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    try:
-        await aiohttp.web.TCPSite(runner, host, port).start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-    return runner
+    return await serve_app(app, host, port, shutdown_timeout=1.0)

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from commerce_jobs.api_names import COMMERCEJOB
 from commerce_jobs.dependencies import waited_for
+from commerce_jobs.fields import spec_of, status_of
 from commerce_jobs.lifecycle import FINAL_STATES, FINISHED, parse_time
 
 DURATION_PATTERN = (
@@ -59,13 +61,13 @@ class RetentionPolicy:
 
 def expires_at(cjob: dict[str, Any], policy: RetentionPolicy) -> datetime | None:
     """When a job may be deleted; None while it is not in a final state."""
-    status = cjob.get("status") or {}
+    status = status_of(cjob)
     if status.get("state") not in FINAL_STATES:
         return None
     closed = parse_time(status.get("completionTime")) or parse_time(cjob["metadata"].get("creationTimestamp"))
     if closed is None:
         return None
-    own = policy.for_job(cjob.get("spec") or {})
+    own = policy.for_job(spec_of(cjob))
     keep = own.max_retention
     if status.get("state") == FINISHED:
         keep = min(keep, own.max_retention_succeeded)
@@ -81,7 +83,7 @@ class Expired:
 
 def _owner_uid(cjob: dict[str, Any]) -> str | None:
     for ref in cjob["metadata"].get("ownerReferences") or []:
-        if ref.get("kind") == "CommerceJob":
+        if ref.get("kind") == COMMERCEJOB:
             return str(ref.get("uid"))
     return None
 

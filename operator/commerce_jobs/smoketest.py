@@ -20,7 +20,8 @@ from typing import Any, TextIO
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from commerce_jobs.kubeapi import GROUP, PLURAL, VERSION
+from commerce_jobs.api_names import API_VERSION, COMMERCEJOB, COMMERCEJOBS, GROUP, VERSION
+from commerce_jobs.fields import status_of
 from commerce_jobs.lifecycle import FINAL_STATES, FINISHED
 
 
@@ -29,8 +30,8 @@ def commercejob(name: str, command: str, params: list[str], image: str | None) -
     if image:
         spec["image"] = image
     return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "CommerceJob",
+        "apiVersion": API_VERSION,
+        "kind": COMMERCEJOB,
         "metadata": {"name": name, "labels": {"app.kubernetes.io/component": "smoke-test"}},
         "spec": spec,
     }
@@ -38,7 +39,7 @@ def commercejob(name: str, command: str, params: list[str], image: str | None) -
 
 def describe(obj: dict[str, Any]) -> str:
     """One line of a CommerceJob's state, as `kubectl get commercejobs` would tell it, with its reason."""
-    status = obj.get("status") or {}
+    status = status_of(obj)
     line = f"{obj['metadata']['name']}: {status.get('state', 'Pending')}"
     if status.get("reason") and status.get("reason") not in (status.get("state"), "Running", "Completed"):
         line += f" ({status['reason']}: {status.get('message', '')})"
@@ -52,14 +53,14 @@ class SmokeTest:
         self.custom = client.CustomObjectsApi(api)
         self.namespace, self.name, self.out = namespace, name, out
         self.list_fn: Callable[..., Any] = functools.partial(
-            self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL
+            self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, COMMERCEJOBS
         )
 
     def run(self, command: str, params: list[str], image: str | None, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         self._delete_leftover(deadline)
         self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, commercejob(self.name, command, params, image)
+            GROUP, VERSION, self.namespace, COMMERCEJOBS, commercejob(self.name, command, params, image)
         )
         self._say(f"commercejob.{GROUP}/{self.name} created in {self.namespace}: {' '.join([command, *params])}")
         final = self._follow(deadline)
@@ -67,19 +68,19 @@ class SmokeTest:
             self._say(f"{self.name}: not final after {timeout:.0f}s; kept: kubectl -n {self.namespace} describe "
                       f"commercejob {self.name}")  # fmt: skip
             return False
-        status = final.get("status") or {}
+        status = status_of(final)
         if status.get("state") != FINISHED:
             if status.get("output"):
                 self.out.write(status["output"])
             self._say(f"FAILED; kept: kubectl -n {self.namespace} describe commercejob {self.name}")
             return False
-        self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.name)
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, COMMERCEJOBS, self.name)
         self._say(f"{self.name}: Finished, and deleted")
         return True
 
     def _delete_leftover(self, deadline: float) -> None:
         try:
-            self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.name)
+            self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, COMMERCEJOBS, self.name)
         except ApiException as e:
             if e.status == 404:
                 return
@@ -99,7 +100,7 @@ class SmokeTest:
             if line != last:
                 self._say(line)
                 last = line
-            if (obj.get("status") or {}).get("state") in FINAL_STATES:
+            if status_of(obj).get("state") in FINAL_STATES:
                 return obj
         return None
 
@@ -137,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from commerce_jobs.runner import api_client
+    from commerce_jobs.kubeclient import api_client
 
     args = build_parser().parse_args(argv)
     test = SmokeTest(api_client(), args.namespace, args.name)

@@ -10,62 +10,28 @@ import contextlib
 import functools
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol, TextIO
 
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from commerce_jobs.console.live import started_pod
-from commerce_jobs.kubeapi import CONTAINER, GROUP, PLURAL, VERSION
+from commerce_jobs.api_names import (
+    COMMERCEJOBS,
+    COMMERCEJOBTEMPLATES,
+    CONTAINER,
+    GROUP,
+    VERSION,
+)
+from commerce_jobs.fields import status_of
+from commerce_jobs.jobpods import started_pod
+from commerce_jobs.kubeapi import json_object
 from commerce_jobs.lifecycle import CANCELED, FINAL_REASONS, FINAL_STATES, FINISHED, RUNNING
-
-TEMPLATE_LABEL = "commercejobs.dev/template"
-
-
-STARTED_BY_ANNOTATION = "commercejobs.dev/started-by"
-RETRY_OF_ANNOTATION = "commercejobs.dev/retry-of"
-# What a retry does not take from the job it repeats: a cancel, and a start time that has passed.
-NOT_RETRIED = ("cancel", "executeAfter")
-
-
-def from_template(template: str, started_by: str | None = None, after: Sequence[str] = ()) -> dict[str, Any]:
-    """A new CommerceJob that runs a template (the operator copies the template's fields into it); ``after``: the
-    jobs that must have Finished before it starts (spec.dependsOn)."""
-    metadata: dict[str, Any] = {"generateName": f"{template[:56]}-", "labels": {TEMPLATE_LABEL: template[:63]}}
-    if started_by:
-        metadata["annotations"] = {STARTED_BY_ANNOTATION: started_by}
-    spec: dict[str, Any] = {"templateRef": {"name": template}}
-    if after:
-        spec["dependsOn"] = list(dict.fromkeys(after))
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CommerceJob", "metadata": metadata, "spec": spec}
+from commerce_jobs.startbuild import from_template
 
 
 class NoSuchDependency(LookupError):
     """A name given to --after is not a CommerceJob of the namespace."""
-
-
-def retry_of(job: dict[str, Any], started_by: str | None = None) -> dict[str, Any]:
-    """A new CommerceJob that runs a failed (or canceled) one again, under a fresh name; not owned by the old job's
-    parent: it is a new run of its own. A job started from a template is started from that template again (what an
-    admission policy lets a user start); any other job gets the same spec (command, params, queue, dependents ...).
-    """
-    meta, spec = job["metadata"], job.get("spec") or {}
-    template = (spec.get("templateRef") or {}).get("name")
-    if template:
-        # Not the spec that the operator filled in from the template: that would be a job with a command, params,
-        # image ... of the user's making, which a policy such as "only from a template" rightly refuses.
-        body = from_template(template, started_by)
-    else:
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "CommerceJob",
-            "metadata": {"annotations": {STARTED_BY_ANNOTATION: started_by}} if started_by else {},
-            "spec": {k: v for k, v in spec.items() if k not in NOT_RETRIED},
-        }
-    body["metadata"]["generateName"] = f"{meta['name'][:50]}-retry-"
-    body["metadata"].setdefault("annotations", {})[RETRY_OF_ANNOTATION] = meta["name"]
-    return body
 
 
 # The reasons that the state says all about; any other (CommandNotAllowed, TemplateNotFound ...) is printed.
@@ -120,17 +86,19 @@ class Starter:
         self._shown: set[str] = set()  # the jobs of the tree already followed (a parent may list a whole tree)
 
     def create(self, template: str, after: Sequence[str] = ()) -> str:
-        self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "commercejobtemplates", template)
+        self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, COMMERCEJOBTEMPLATES, template)
         for dependency in after:  # a typo is refused here, not 5 minutes later by the operator (DependencyNotFound)
             try:
-                self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, dependency)
+                self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, COMMERCEJOBS, dependency)
             except ApiException as e:
                 if e.status == 404:
                     message = f"no CommerceJob {dependency!r} in namespace {self.namespace!r} (--after)"
                     raise NoSuchDependency(message) from e
                 raise
-        created = self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, from_template(template, after=after)
+        created = json_object(
+            self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, COMMERCEJOBS, from_template(template, after=after)
+            )
         )
         name: str = created["metadata"]["name"]
         self._say(f"commercejob.{GROUP}/{name} created from template {template}")
@@ -140,8 +108,8 @@ class Starter:
         """Waits until the job and every dependent it created are final. True when all of them Finished."""
         self._shown.add(name)
         final = self.progress(name, self.versions(name), show_output)
-        ok = (final.get("status") or {}).get("state") == FINISHED
-        for dependent in (final.get("status") or {}).get("dependents") or []:
+        ok = status_of(final).get("state") == FINISHED
+        for dependent in status_of(final).get("dependents") or []:
             if dependent["name"] in self._shown:
                 continue
             if dependent.get("state") == CANCELED:
@@ -164,7 +132,7 @@ class Starter:
         printed: set[int] = set()  # the attempts whose output was printed
         try:
             for obj in versions:
-                status = obj.get("status") or {}
+                status = status_of(obj)
                 attempt = int(status.get("attempts") or 0)
                 final = status.get("state") in FINAL_STATES
                 if ended_attempt(status):
@@ -193,7 +161,9 @@ class Starter:
         raise RuntimeError(f"the watch of {name} ended")  # _object_versions never ends by itself
 
     def versions(self, name: str) -> Iterable[dict[str, Any]]:
-        list_fn = functools.partial(self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL)
+        list_fn = functools.partial(
+            self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace, COMMERCEJOBS
+        )
         return _object_versions(list_fn, name)
 
     def follow_attempt(self, job_name: str) -> Follower | None:
@@ -253,11 +223,11 @@ class LogFollower:
         return self.printed
 
 
-def _object_versions(list_fn: Callable[..., dict[str, Any]], name: str) -> Any:
+def _object_versions(list_fn: Callable[..., object], name: str) -> Iterator[dict[str, Any]]:
     """Every version of one object: the current one, then each change, across watch restarts."""
     selector = f"metadata.name={name}"
     while True:
-        listed = list_fn(field_selector=selector)
+        listed = json_object(list_fn(field_selector=selector))
         yield from listed["items"]
         version = listed["metadata"].get("resourceVersion")
         try:

@@ -18,8 +18,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from commerce_jobs.jobbuild import API_VERSION
+from commerce_jobs.api_names import ADD_JOBS_ID_ANNOTATION, API_VERSION, COMMERCEJOBTEMPLATE
+from commerce_jobs.names import shortened
 
+MAX_NAME = 63  # a template's name is also a dependingJobs item's name, a DNS label
 ADD_JOBS = re.compile(r"^siso_control_center\.([^.]+)\.add_jobs$")
 # The keys of an add_jobs entry, in the order that the platform's documentation gives them.
 ACCEPTED_KEYS = ("label", "desc", "command", "params", "depending_jobs")
@@ -33,7 +35,8 @@ def dns_name(job_id: str) -> str:
     name = re.sub(r"[^a-z0-9-]+", "-", str(job_id).lower()).strip("-")
     if not name:
         raise ConfigImportError(f"job id {job_id!r} gives no usable name")
-    return name[:63].rstrip("-")
+    # Cut with a hash: two long ids that begin alike stay two templates.
+    return shortened(name, MAX_NAME)
 
 
 def _params(job_id: str, value: Any) -> list[str]:
@@ -101,13 +104,13 @@ def add_jobs_of(config: Any) -> dict[str, Any]:
 def templates_from_config(config: Any, namespace: str | None = None) -> list[dict[str, Any]]:
     templates = []
     for job_id, entry in add_jobs_of(config).items():
-        metadata: dict[str, Any] = {"name": dns_name(job_id), "annotations": {"commercejobs.dev/add-jobs-id": job_id}}
+        metadata: dict[str, Any] = {"name": dns_name(job_id), "annotations": {ADD_JOBS_ID_ANNOTATION: job_id}}
         if namespace:
             metadata["namespace"] = namespace
         templates.append(
             {
                 "apiVersion": API_VERSION,
-                "kind": "CommerceJobTemplate",
+                "kind": COMMERCEJOBTEMPLATE,
                 "metadata": metadata,
                 "spec": _job(job_id, entry, 1),
             }

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,3 +53,11 @@ def test_a_bad_operator_configuration_stops_the_operator_at_once(tmp_path: Path)
     result = run("run", f"--config={config}")
     assert result.returncode == 2
     assert "invalid configuration: queues.imports.maxRunning must be an integer >= 1" in result.stderr
+
+
+@pytest.mark.parametrize("module", ["commerce_jobs.cli", "commerce_jobs.runner"])
+def test_the_operators_start_up_does_not_load_the_development_cluster(module: str) -> None:
+    """devcluster/ is for development only: `commerce-jobs run` (the CLI, then the runner) never imports it."""
+    code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.startswith('commerce_jobs.devcluster')))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

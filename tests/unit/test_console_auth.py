@@ -14,7 +14,7 @@ from commerce_jobs.console.auth import (
     token_review_body,
     user_configuration,
 )
-from commerce_jobs.start import from_template, retry_of
+from commerce_jobs.startbuild import from_template, retry_of
 
 ALICE = Identity("alice", "u-1", ("devs", "system:authenticated"), (("scopes", ("a",)),))
 

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from commerce_jobs import lifecycle, metrics, metrics_cache
 from commerce_jobs.config import OperatorConfig
 from commerce_jobs.controller import CommerceJobController
-from commerce_jobs.cron_controller import CronController
+from commerce_jobs.cron_controller import CronController, controllers
 from commerce_jobs.kubeapi import KubeApi
 from commerce_jobs.metrics import Metrics
 from commerce_jobs.metrics_labels import LabelVocabulary, api_route, error_reason
@@ -87,8 +87,7 @@ def attached(
     # run reaches these tests half an hour later).
     monkeypatch.setattr(metrics_cache, "_now", lambda: NOW)
     api = KubeApi(client.ApiClient(client.Configuration()))
-    controller = CommerceJobController(api, CONFIG)
-    crons = CronController(api, CONFIG, controller)
+    controller, crons = controllers(api, CONFIG)
     health = WatchHealth(grace=30)
     m = Metrics(CONFIG)
     m.attach(controller, crons, health)
@@ -341,7 +340,7 @@ def test_the_kubernetes_client_is_counted_by_verb_resource_and_code() -> None:
 
 
 def test_the_operators_other_clients_count_once_attached(attached: Any) -> None:
-    """The console's and the Lease's clients are made apart from the controller's (runner.api_client tracks each)."""
+    """The console's and the Lease's clients are made apart from the controller's (api_client tracks each)."""
 
     class Response:
         status = 200
@@ -364,7 +363,7 @@ def test_the_operators_other_clients_count_once_attached(attached: Any) -> None:
 
 
 def test_kopfs_requests_count_by_verb_resource_and_code_through_its_sessions_trace_config(attached: Any) -> None:
-    """kopf's LISTs and WATCHes go through the aiohttp session that runner.login gives it, not the kubernetes client:
+    """kopf's LISTs and WATCHes go through the aiohttp session that kopf_handlers.login gives it, not the kubernetes client:
     the trace config on that session counts them in the same counter (a loopback server answers as an apiserver)."""
     from aiohttp import ClientSession, web
 

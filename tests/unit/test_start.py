@@ -135,22 +135,25 @@ def test_dependents_are_followed_once_each_after_their_parent() -> None:
 
 
 def test_the_followed_pod_is_the_newest_started_one_of_the_attempts_job() -> None:
-    from datetime import UTC, datetime
+    import json
     from types import SimpleNamespace
 
-    from commerce_jobs.console.live import started_pod
+    from commerce_jobs.jobpods import started_pod
 
-    def pod(name: str, phase: str, second: int) -> SimpleNamespace:
-        meta = SimpleNamespace(name=name, creation_timestamp=datetime(2026, 1, 1, 0, 0, second, tzinfo=UTC))
-        return SimpleNamespace(metadata=meta, status=SimpleNamespace(phase=phase))
+    def pod(name: str, phase: str, second: int) -> dict[str, Any]:
+        return {
+            "metadata": {"name": name, "creationTimestamp": f"2026-01-01T00:00:0{second}Z"},
+            "status": {"phase": phase},
+        }
 
+    # The first started pod in the list is not the newest one: the newest started one is followed.
     pods = [pod("x-2-old", "Failed", 1), pod("x-2-new", "Running", 5), pod("x-2-pending", "Pending", 9)]
     asked: list[str] = []
 
     class Core:
-        def list_namespaced_pod(self, namespace: str, label_selector: str) -> SimpleNamespace:
+        def list_namespaced_pod(self, namespace: str, label_selector: str, **_: Any) -> SimpleNamespace:
             asked.append(label_selector)
-            return SimpleNamespace(items=pods)
+            return SimpleNamespace(data=json.dumps({"items": pods}))
 
     assert started_pod(Core(), "shop", "x-2") == "x-2-new"  # type: ignore[arg-type]
     assert asked == ["batch.kubernetes.io/job-name=x-2"]

@@ -1,6 +1,6 @@
 """`commerce-jobs start TEMPLATE --after NAME`: a template run that waits for jobs that exist (spec.dependsOn)."""
 
-from commerce_jobs.start import from_template
+from commerce_jobs.startbuild import from_template
 
 
 def test_after_becomes_depends_on_in_the_order_given_each_name_once() -> None:

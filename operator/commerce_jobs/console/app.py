@@ -26,6 +26,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from commerce_jobs import lifecycle
+from commerce_jobs.api_names import COMMERCEJOBS, COMMERCEJOBTEMPLATES, GROUP, VERSION
 from commerce_jobs.console import render
 from commerce_jobs.console.auth import (
     SESSION_COOKIE,
@@ -38,10 +39,13 @@ from commerce_jobs.console.auth import (
     user_configuration,
 )
 from commerce_jobs.console.history import HistoryViews
-from commerce_jobs.console.live import Changes, follow_log, started_pod
+from commerce_jobs.console.live import Changes, follow_log
 from commerce_jobs.controller import CommerceJobController
-from commerce_jobs.kubeapi import GROUP, PLURAL, VERSION, api_message
-from commerce_jobs.start import from_template, retry_of
+from commerce_jobs.fields import status_of
+from commerce_jobs.http_site import serve_app
+from commerce_jobs.jobpods import started_pod
+from commerce_jobs.kubeapi import api_message
+from commerce_jobs.startbuild import from_template, retry_of
 
 log = logging.getLogger("commerce_jobs.console")
 STATIC = Path(__file__).parent / "static"
@@ -79,7 +83,8 @@ class Console:
         self, controller: CommerceJobController, api: client.ApiClient, namespaces: list[str],
         settings: ConsoleSettings,
     ) -> None:  # fmt: skip
-        self.controller = controller
+        # The controller's cache, through its read API only; the console hears of each change as a listener.
+        self.jobs = controller.view
         self.settings = settings
         self.namespaces = namespaces  # the operator's namespaces; empty: all
         self.api = api
@@ -158,15 +163,8 @@ class Console:
         return app
 
     async def start(self) -> None:
-        # No access log (it would show nothing useful); open event streams get 1 s at shutdown, not 60.
-        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, self.settings.host, self.settings.port).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
+        # Open event streams get 1 s at shutdown, not 60.
+        self._runner = await serve_app(self.app(), self.settings.host, self.settings.port, shutdown_timeout=1)
         auth = "authenticated by bearer token" if self.settings.authentication else "WITHOUT authentication, read-only"
         log.info("console listening on %s:%d (%s)", self.settings.host, self.settings.port, auth)
 
@@ -231,7 +229,7 @@ class Console:
         return dict(zip(namespaces, found, strict=True))
 
     def _known_namespaces(self) -> list[str]:
-        names = {ns for ns, _ in self.controller.cjobs} | set(self.namespaces)
+        names = {ns for ns, _ in self.jobs} | set(self.namespaces)
         names.update(t["metadata"].get("namespace", "") for t in self._templates)
         return sorted(n for n in names if n)
 
@@ -241,13 +239,13 @@ class Console:
         templates = self._templates
         try:
             if self.namespaces:
-                kind = "commercejobtemplates"
+                kind = COMMERCEJOBTEMPLATES
                 calls = [self._call(self.custom.list_namespaced_custom_object, GROUP, VERSION, ns, kind)
                          for ns in self.namespaces]  # fmt: skip
                 pages = await asyncio.gather(*calls)
                 templates = [t for page in pages for t in page["items"]]
             else:
-                page = await self._call(self.custom.list_cluster_custom_object, GROUP, VERSION, "commercejobtemplates")
+                page = await self._call(self.custom.list_cluster_custom_object, GROUP, VERSION, COMMERCEJOBTEMPLATES)
                 templates = page["items"]
         except ApiException as e:
             log.warning("console: cannot list CommerceJobTemplates: %s", e.reason)
@@ -263,7 +261,7 @@ class Console:
         if key not in self._selected:
             if len(self._selected) > 100:
                 self._selected.clear()
-            self._selected[key] = render.select(self.controller.cjobs.values(), f, visible)
+            self._selected[key] = render.select(self.jobs.values(), f, visible)
         return self._selected[key]
 
     # -- pages ------------------------------------------------------------------------------------------------------
@@ -314,7 +312,7 @@ class Console:
         notice = "" if visible else f"{viewer.name} may not list CommerceJobs in any namespace that has some."
         f = render.JobFilter.from_query(request.query)
         page = self._select(f, visible)
-        queues = sorted({render.queue_of(j) for j in self.controller.cjobs.values()})
+        queues = sorted({render.queue_of(j) for j in self.jobs.values()})
         return _html(render.list_page(page, f, viewer, visible, queues, templates, notice))
 
     async def rows(self, request: web.Request) -> web.Response:
@@ -363,21 +361,23 @@ class Console:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
         if not viewer.may(namespace).view:
             raise web.HTTPForbidden(text=f"{viewer.name} may not list CommerceJobs in {namespace}")
-        job = await self._api(GONE, self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name)
+        job = await self._api(
+            GONE, self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, COMMERCEJOBS, name
+        )
         return viewer, job
 
     async def detail(self, request: web.Request) -> web.Response:
         _, job = await self._readable_job(request)
-        status = job.get("status") or {}
+        status = status_of(job)
         following = status.get("state") == lifecycle.RUNNING and bool(status.get("jobName"))
         key = (job["metadata"]["namespace"], job["metadata"]["name"])
-        incoming = self.controller.dependencies.waiting_for(key)  # the index: no scan of the cache
-        return _html(render.detail(job, self.controller.cjobs, following, incoming))
+        incoming = self.jobs.waiting_for(key)  # the index: no scan of the cache
+        return _html(render.detail(job, self.jobs, following, incoming))
 
     async def output(self, request: web.Request) -> web.StreamResponse:
         """The running attempt's output as server-sent events ('output' with a JSON string), then 'end'."""
         _, job = await self._readable_job(request)
-        namespace, job_name = job["metadata"]["namespace"], (job.get("status") or {}).get("jobName")
+        namespace, job_name = job["metadata"]["namespace"], status_of(job).get("jobName")
         response = _event_stream()
         await response.prepare(request)
         try:
@@ -406,8 +406,8 @@ class Console:
         return None
 
     # -- actions ------------------------------------------------------------------------------------------------------
-    async def _authorize(self, request: web.Request, verb: str) -> tuple[Session, str, str]:
-        """The signed-in session, its CSRF token checked, and the right to <verb> commercejobs in the namespace."""
+    async def signed_in_form(self, request: web.Request) -> tuple[Session, Any]:
+        """The signed-in session of an action's request, and its form, whose CSRF token is checked."""
         if not self.settings.authentication:
             raise web.HTTPForbidden(text="the console is read-only without authentication")
         session = await self._session(request)
@@ -416,6 +416,11 @@ class Console:
         form = await request.post()
         if not csrf_ok(session, _submitted_csrf(request, form)):
             raise web.HTTPForbidden(text="invalid CSRF token: reload the page")
+        return session, form
+
+    async def _authorize(self, request: web.Request, verb: str) -> tuple[Session, str, str]:
+        """The signed-in session, its CSRF token checked, and the right to <verb> commercejobs in the namespace."""
+        session, form = await self.signed_in_form(request)
         namespace, name = str(form.get("namespace") or ""), str(form.get("name") or "")
         if not namespace or not name:
             raise web.HTTPBadRequest(text="namespace and name are required")
@@ -428,21 +433,23 @@ class Console:
         session, namespace, template = await self._authorize(request, "create")
         missing = f"no CommerceJobTemplate {template} in {namespace}"
         read = self.custom.get_namespaced_custom_object
-        await self._api(missing, read, GROUP, VERSION, namespace, "commercejobtemplates", template)
+        await self._api(missing, read, GROUP, VERSION, namespace, COMMERCEJOBTEMPLATES, template)
         body = from_template(template, started_by=session.identity.username)
         created = await self._as_user(session, missing, lambda api: api.create_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, body))  # fmt: skip
+            GROUP, VERSION, namespace, COMMERCEJOBS, body))  # fmt: skip
         return self._done(request, session, f"started {created['metadata']['name']} from template {template}")
 
     async def cancel_job(self, request: web.Request) -> web.Response:
         session, namespace, name = await self._authorize(request, "patch")
         await self._as_user(session, GONE, lambda api: api.patch_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name, {"spec": {"cancel": True}}))  # fmt: skip
+            GROUP, VERSION, namespace, COMMERCEJOBS, name, {"spec": {"cancel": True}}))  # fmt: skip
         return self._done(request, session, f"asked {name} to cancel")
 
     async def retry_job(self, request: web.Request) -> web.Response:
         session, namespace, name = await self._authorize(request, "create")
-        job = await self._api(GONE, self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name)
+        job = await self._api(
+            GONE, self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, COMMERCEJOBS, name
+        )
         if render.state_of(job) not in render.RETRYABLE:
             raise web.HTTPConflict(text=f"{name} is {render.state_of(job)}: only failed jobs are retried")
         body = retry_of(job, started_by=session.identity.username)
@@ -450,9 +457,9 @@ class Console:
         if template:  # started from its template again: which must still exist
             missing = f"{name} cannot be retried: no CommerceJobTemplate {template} in {namespace}"
             read = self.custom.get_namespaced_custom_object
-            await self._api(missing, read, GROUP, VERSION, namespace, "commercejobtemplates", template)
+            await self._api(missing, read, GROUP, VERSION, namespace, COMMERCEJOBTEMPLATES, template)
         created = await self._as_user(session, GONE, lambda api: api.create_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, body))  # fmt: skip
+            GROUP, VERSION, namespace, COMMERCEJOBS, body))  # fmt: skip
         how = f" from template {template}" if template else ""
         return self._done(request, session, f"retrying {name} as {created['metadata']['name']}{how}")
 

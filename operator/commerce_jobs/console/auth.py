@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from kubernetes import client
 
-from commerce_jobs.kubeapi import GROUP, PLURAL
+from commerce_jobs.api_names import COMMERCEJOBS, GROUP
 
 SESSION_COOKIE = "cj_console"
 SESSION_IDLE_SECONDS = 8 * 3600
@@ -138,13 +138,13 @@ class AccessCache:
         self.ttl = ttl
         self._answers: dict[tuple[Identity, str, str, str], tuple[bool, float]] = {}
 
-    def get(self, identity: Identity, verb: str, namespace: str, resource: str = PLURAL) -> bool | None:
+    def get(self, identity: Identity, verb: str, namespace: str, resource: str = COMMERCEJOBS) -> bool | None:
         found = self._answers.get((identity, verb, namespace, resource))
         if found is None or self.clock() >= found[1]:
             return None
         return found[0]
 
-    def put(self, identity: Identity, verb: str, namespace: str, allowed: bool, resource: str = PLURAL) -> None:
+    def put(self, identity: Identity, verb: str, namespace: str, allowed: bool, resource: str = COMMERCEJOBS) -> None:
         if len(self._answers) >= MAX_CACHED_ANSWERS:
             self._answers.clear()  # crude but bounded: the next answers are asked again
         self._answers[(identity, verb, namespace, resource)] = (allowed, self.clock() + self.ttl)
@@ -154,7 +154,7 @@ def token_review_body(token: str) -> dict[str, Any]:
     return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}
 
 
-def access_review_body(identity: Identity, verb: str, namespace: str, resource: str = PLURAL) -> dict[str, Any]:
+def access_review_body(identity: Identity, verb: str, namespace: str, resource: str = COMMERCEJOBS) -> dict[str, Any]:
     """May this user <verb> commercejobs (or another resource of the group) in the namespace ("" = in every one)?"""
     spec: dict[str, Any] = {
         "user": identity.username,
@@ -188,7 +188,7 @@ class Reviewer:
             return None
         return Identity.from_user_info(self.authn.api_client.sanitize_for_serialization(status.user))
 
-    async def allowed(self, identity: Identity, verb: str, namespace: str, resource: str = PLURAL) -> bool:
+    async def allowed(self, identity: Identity, verb: str, namespace: str, resource: str = COMMERCEJOBS) -> bool:
         known = self.cache.get(identity, verb, namespace, resource)
         if known is not None:
             return known

@@ -17,15 +17,13 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from kubernetes.client.exceptions import ApiException
 
+from commerce_jobs.api_names import COMMERCECRONJOBS, GROUP, VERSION
 from commerce_jobs.console import tasks
-from commerce_jobs.console.auth import csrf_ok
-from commerce_jobs.kubeapi import GROUP, VERSION
 
 if TYPE_CHECKING:
     from commerce_jobs.console.app import Console
 
 log = logging.getLogger("commerce_jobs.console")
-CRONS = "commercecronjobs"
 
 
 class HistoryViews:
@@ -46,10 +44,10 @@ class HistoryViews:
             if console.namespaces:
                 read = console.custom.list_namespaced_custom_object
                 pages = await asyncio.gather(
-                    *(console._call(read, GROUP, VERSION, ns, CRONS) for ns in console.namespaces)
+                    *(console._call(read, GROUP, VERSION, ns, COMMERCECRONJOBS) for ns in console.namespaces)
                 )
                 return [c for page in pages for c in page["items"]]
-            page = await console._call(console.custom.list_cluster_custom_object, GROUP, VERSION, CRONS)
+            page = await console._call(console.custom.list_cluster_custom_object, GROUP, VERSION, COMMERCECRONJOBS)
         except ApiException as e:
             log.warning("console: cannot list CommerceCronJobs: %s", e.reason)
             return []
@@ -62,7 +60,7 @@ class HistoryViews:
         visible = {ns for ns, r in viewer.rights.items() if r.view}
         templates = [t for t in await self.console._templates_list() if t["metadata"].get("namespace") in visible]
         crons = [c for c in await self._crons() if c["metadata"].get("namespace") in visible]
-        jobs = [j for (ns, _), j in self.console.controller.cjobs.items() if ns in visible]
+        jobs = [j for (ns, _), j in self.console.jobs.items() if ns in visible]
         page = tasks.history_page(viewer, jobs, templates, crons, datetime.now(UTC))
         return web.Response(text=page, content_type="text/html", charset="utf-8")
 
@@ -78,9 +76,11 @@ class HistoryViews:
         allowed = self.console.reviewer.allowed
 
         async def rights(namespace: str) -> tasks.CronRights:
-            if not await allowed(session.identity, "list", namespace, CRONS):
+            if not await allowed(session.identity, "list", namespace, COMMERCECRONJOBS):
                 return tasks.CronRights()
-            return tasks.CronRights(view=True, suspend=await allowed(session.identity, "patch", namespace, CRONS))
+            return tasks.CronRights(
+                view=True, suspend=await allowed(session.identity, "patch", namespace, COMMERCECRONJOBS)
+            )
 
         ordered = sorted(namespaces)
         return viewer, dict(zip(ordered, await asyncio.gather(*(rights(ns) for ns in ordered)), strict=True))
@@ -88,7 +88,7 @@ class HistoryViews:
     async def crontab(self, request: web.Request) -> web.Response:
         crons = await self._crons()
         viewer, rights = await self._cron_rights(request, {c["metadata"].get("namespace", "") for c in crons})
-        jobs = [j for (ns, _), j in self.console.controller.cjobs.items() if rights.get(ns, tasks.CronRights()).view]
+        jobs = [j for (ns, _), j in self.console.jobs.items() if rights.get(ns, tasks.CronRights()).view]
         notice = "" if any(r.view for r in rights.values()) or not crons else (
             f"{viewer.name} may not list CommerceCronJobs in any namespace that has some."
         )  # fmt: skip
@@ -98,24 +98,17 @@ class HistoryViews:
     async def suspend(self, request: web.Request) -> web.Response:
         """Suspend (suspend=true) or resume (suspend=false) a crontab task: spec.suspend, which its CronJob follows."""
         console = self.console
-        if not console.settings.authentication:
-            raise web.HTTPForbidden(text="the console is read-only without authentication")
-        session = await console._session(request)
-        if session is None:
-            raise web.HTTPUnauthorized(text="sign in again")
-        form = await request.post()
-        submitted = request.headers.get("X-CSRF-Token") or str(form.get("csrf") or "")
-        if not csrf_ok(session, submitted):
-            raise web.HTTPForbidden(text="invalid CSRF token: reload the page")
+        session, form = await console.signed_in_form(request)
         namespace, name, wanted = (str(form.get(k) or "") for k in ("namespace", "name", "suspend"))
         if not namespace or not name or wanted not in ("true", "false"):
             raise web.HTTPBadRequest(text="namespace, name and suspend (true or false) are required")
         user = session.identity.username
-        if not await console.reviewer.allowed(session.identity, "patch", namespace, CRONS):
+        if not await console.reviewer.allowed(session.identity, "patch", namespace, COMMERCECRONJOBS):
             log.info("console: %s may not patch commercecronjobs in %s", user, namespace)
             raise web.HTTPForbidden(text=f"{user} may not patch CommerceCronJobs in {namespace}")
+        suspend = {"spec": {"suspend": wanted == "true"}}
         await console._api(f"no CommerceCronJob {name} in {namespace}", console.custom.patch_namespaced_custom_object,
-                           GROUP, VERSION, namespace, CRONS, name, {"spec": {"suspend": wanted == "true"}})  # fmt: skip
+                           GROUP, VERSION, namespace, COMMERCECRONJOBS, name, suspend)  # fmt: skip
         log.info("console: %s %s crontab task %s/%s", user, "suspended" if wanted == "true" else "resumed",
                  namespace, name)  # fmt: skip
         raise web.HTTPSeeOther("/crontab")

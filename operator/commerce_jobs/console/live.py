@@ -13,7 +13,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from commerce_jobs.kubeapi import CONTAINER
+from commerce_jobs.api_names import CONTAINER
 
 Key = tuple[str, str]
 
@@ -56,18 +56,6 @@ class Changes:
 
     def __len__(self) -> int:
         return len(self._subscribers)
-
-
-def started_pod(core: client.CoreV1Api, namespace: str, job_name: str) -> str | None:
-    """The newest pod of a Job whose container has started (only those have a log)."""
-    pods: list[Any] = core.list_namespaced_pod(
-        namespace, label_selector=f"batch.kubernetes.io/job-name={job_name}"
-    ).items
-    started = [p for p in pods if p.status and p.status.phase in ("Running", "Succeeded", "Failed")]
-    if not started:
-        return None
-    newest = max(started, key=lambda p: p.metadata.creation_timestamp)
-    return str(newest.metadata.name)
 
 
 async def follow_log(core: client.CoreV1Api, namespace: str, pod: str, idle: float = 15.0) -> AsyncGenerator[str]:

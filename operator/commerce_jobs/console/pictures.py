@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from commerce_jobs import lifecycle
+from commerce_jobs.api_names import COMMERCECRONJOB
+from commerce_jobs.fields import spec_of, status_of
 
 K = TypeVar("K", bound=Hashable)
 
@@ -50,7 +52,7 @@ class Run:
 
     @classmethod
     def of(cls, job: Mapping[str, Any], now: datetime) -> Run:
-        meta, status = job.get("metadata") or {}, job.get("status") or {}
+        meta, status = job.get("metadata") or {}, status_of(job)
         state = str(status.get("state") or lifecycle.PENDING)
         started = lifecycle.parse_time(status.get("startTime"))
         ended = lifecycle.parse_time(status.get("completionTime")) if state in lifecycle.FINAL_STATES else now
@@ -61,7 +63,7 @@ class Run:
 
 def template_of(job: Mapping[str, Any]) -> tuple[str, str] | None:
     """(namespace, template) of a job started from a CommerceJobTemplate."""
-    ref = (job.get("spec") or {}).get("templateRef") or {}
+    ref = spec_of(job).get("templateRef") or {}
     name = ref.get("name") if isinstance(ref, Mapping) else None
     return (str((job.get("metadata") or {}).get("namespace", "")), str(name)) if name else None
 
@@ -69,7 +71,7 @@ def template_of(job: Mapping[str, Any]) -> tuple[str, str] | None:
 def cron_of(job: Mapping[str, Any]) -> tuple[str, str] | None:
     """(namespace, task) of a run of a CommerceCronJob."""
     meta = job.get("metadata") or {}
-    owner = next((r.get("name") for r in meta.get("ownerReferences") or [] if r.get("kind") == "CommerceCronJob"), None)
+    owner = next((r.get("name") for r in meta.get("ownerReferences") or [] if r.get("kind") == COMMERCECRONJOB), None)
     return (str(meta.get("namespace", "")), str(owner)) if owner else None
 
 
@@ -126,7 +128,7 @@ def hourly_counts(jobs: Iterable[Mapping[str, Any]], now: datetime, hours: int =
     first = current - timedelta(hours=hours - 1)
     buckets: list[Counter[str]] = [Counter() for _ in range(hours)]
     for job in jobs:
-        status = job.get("status") or {}
+        status = status_of(job)
         state = status.get("state")
         ended = lifecycle.parse_time(status.get("completionTime")) if state in lifecycle.FINAL_STATES else None
         if ended is None or ended < first or ended > now:

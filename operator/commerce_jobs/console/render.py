@@ -13,7 +13,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 from commerce_jobs import lifecycle
-from commerce_jobs.dependents import PARENT_ANNOTATION, dependent_name
+from commerce_jobs.api_names import PARENT_ANNOTATION
+from commerce_jobs.dependents import dependent_name
+from commerce_jobs.fields import spec_of, status_of
+from commerce_jobs.fields import state_of as state_of  # read here by other modules too
 
 PAGE_SIZE = 50
 STATES = (lifecycle.PENDING, lifecycle.RUNNING, *sorted(lifecycle.FINAL_STATES))
@@ -83,16 +86,12 @@ class Viewer:
         return self.rights.get(namespace, Rights())
 
 
-def state_of(job: Mapping[str, Any]) -> str:
-    return str((job.get("status") or {}).get("state") or lifecycle.PENDING)
-
-
 def queue_of(job: Mapping[str, Any]) -> str:
-    return str((job.get("spec") or {}).get("queue") or "default")
+    return str(spec_of(job).get("queue") or "default")
 
 
 def command_line(job: Mapping[str, Any]) -> str:
-    spec = job.get("spec") or {}
+    spec = spec_of(job)
     command = spec.get("command") or (f"(template {spec['templateRef'].get('name', '')})"
                                       if spec.get("templateRef") else "")  # fmt: skip
     return " ".join([str(command), *(str(p) for p in spec.get("params") or [])])
@@ -145,7 +144,7 @@ def actions(job: Mapping[str, Any], viewer: Viewer) -> str:
     meta = job.get("metadata") or {}
     namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
     rights, state = viewer.may(namespace), state_of(job)
-    spec = job.get("spec") or {}
+    spec = spec_of(job)
     parts = []
     if rights.cancel and state not in lifecycle.FINAL_STATES and not spec.get("cancel"):
         parts.append(_action("cancel", namespace, name, "Cancel", viewer.csrf))
@@ -155,7 +154,7 @@ def actions(job: Mapping[str, Any], viewer: Viewer) -> str:
 
 
 def job_row(job: Mapping[str, Any], viewer: Viewer) -> str:
-    meta, status = job.get("metadata") or {}, job.get("status") or {}
+    meta, status = job.get("metadata") or {}, status_of(job)
     namespace, name, state = meta.get("namespace", ""), meta.get("name", ""), state_of(job)
     key = f"{namespace}/{name}"
     exit_code = status.get("exitCode")
@@ -195,7 +194,7 @@ def dependents_tree(job: Mapping[str, Any], cache: Mapping[tuple[str, str], Mapp
     job's status (Canceled ones are never created), else 'not created yet'."""
     meta = job.get("metadata") or {}
     namespace = str(meta.get("namespace", ""))
-    recorded = {d.get("name"): d.get("state") for d in (job.get("status") or {}).get("dependents") or []}
+    recorded = {d.get("name"): d.get("state") for d in status_of(job).get("dependents") or []}
 
     def branch(parent: str, items: list[dict[str, Any]]) -> str:
         if not items:
@@ -214,7 +213,7 @@ def dependents_tree(job: Mapping[str, Any], cache: Mapping[tuple[str, str], Mapp
             )
         return f'<ul class="tree">{"".join(entries)}</ul>'
 
-    return branch(str(meta.get("name", "")), list((job.get("spec") or {}).get("dependingJobs") or []))
+    return branch(str(meta.get("name", "")), list(spec_of(job).get("dependingJobs") or []))
 
 
 def _job_item(namespace: str, name: str, state: str, command: str = "") -> str:
@@ -229,9 +228,9 @@ def dependencies_list(job: Mapping[str, Any], cache: Mapping[tuple[str, str], Ma
     """The jobs that this one waits for (spec.dependsOn), each with its state: from the cache, else as the status
     last recorded it, else NotFound."""
     namespace = str((job.get("metadata") or {}).get("namespace", ""))
-    recorded = {d.get("name"): d.get("state") for d in (job.get("status") or {}).get("dependencies") or []}
+    recorded = {d.get("name"): d.get("state") for d in status_of(job).get("dependencies") or []}
     items = []
-    for name in (job.get("spec") or {}).get("dependsOn") or []:
+    for name in spec_of(job).get("dependsOn") or []:
         other = cache.get((namespace, name))
         state = state_of(other) if other else str(recorded.get(name) or "NotFound")
         items.append(_job_item(namespace, name, state, command_line(other) if other else ""))
@@ -259,7 +258,7 @@ def detail(
     """The expanded view of one job; ``job`` is the full object (with status.output). ``following``: the page
     will stream the running pod's log into the output box instead of showing the status's tail. ``incoming``: the
     jobs that wait for this one (the controller's dependency index)."""
-    meta, spec, status = job.get("metadata") or {}, job.get("spec") or {}, job.get("status") or {}
+    meta, spec, status = job.get("metadata") or {}, spec_of(job), status_of(job)
     parent = (meta.get("annotations") or {}).get(PARENT_ANNOTATION)
     params = "".join(f"<li><code>{esc(p)}</code></li>" for p in spec.get("params") or []) or "<li>(none)</li>"
     tree = dependents_tree(job, cache) or "<p>(none)</p>"
@@ -338,7 +337,7 @@ def _options(values: Iterable[str], selected: str, everything: str) -> str:
 def templates_panel(templates: Iterable[Mapping[str, Any]], viewer: Viewer) -> str:
     buttons = []
     for template in sorted(templates, key=lambda t: (t["metadata"].get("namespace", ""), t["metadata"]["name"])):
-        meta, spec = template["metadata"], template.get("spec") or {}
+        meta, spec = template["metadata"], spec_of(template)
         namespace, name = str(meta.get("namespace", "")), str(meta["name"])
         if not viewer.may(namespace).view:
             continue

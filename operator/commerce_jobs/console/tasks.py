@@ -17,6 +17,7 @@ from typing import Any
 from commerce_jobs import lifecycle, schedule
 from commerce_jobs.console import pictures
 from commerce_jobs.console.render import Viewer, _layout, esc
+from commerce_jobs.fields import spec_of, status_of
 
 NAV = (("/", "Jobs"), ("/history", "History"), ("/crontab", "Crontab tasks"))
 
@@ -69,7 +70,7 @@ def history_page(viewer: Viewer, jobs: Iterable[Mapping[str, Any]], templates: I
         rows = []
         for obj in sorted(objects, key=_key):
             key = _key(obj)
-            spec = obj.get("spec") or {}
+            spec = spec_of(obj)
             label = spec.get("label") or key[1]
             strip = pictures.run_strip(runs.get(key, []), f"{key[0]}/{key[1]}")
             rows.append(f'<tr class="{kind}" data-key="{esc(key[0])}/{esc(key[1])}"><td><strong>{esc(label)}</strong>'
@@ -84,7 +85,7 @@ def history_page(viewer: Viewer, jobs: Iterable[Mapping[str, Any]], templates: I
 
 def _last_success(cron: Mapping[str, Any], jobs_done: datetime | None) -> datetime | None:
     """The CronJob's lastSuccessfulTime, or a run's later success (one that succeeded on a retry)."""
-    recorded = lifecycle.parse_time((cron.get("status") or {}).get("lastSuccessfulTime"))
+    recorded = lifecycle.parse_time(status_of(cron).get("lastSuccessfulTime"))
     return max((t for t in (recorded, jobs_done) if t is not None), default=None)
 
 
@@ -95,7 +96,7 @@ def crontab_page(viewer: Viewer, crons: Iterable[Mapping[str, Any]], rights: Map
     runs = pictures.last_runs(jobs, pictures.cron_of, now)
     succeeded: dict[tuple[str, str], datetime] = {}
     for job in jobs:
-        key, status = pictures.cron_of(job), job.get("status") or {}
+        key, status = pictures.cron_of(job), status_of(job)
         ended = lifecycle.parse_time(status.get("completionTime"))
         if (
             key
@@ -110,7 +111,7 @@ def crontab_page(viewer: Viewer, crons: Iterable[Mapping[str, Any]], rights: Map
         allowed = rights.get(key[0], CronRights())
         if not allowed.view:
             continue
-        spec, status = cron.get("spec") or {}, cron.get("status") or {}
+        spec, status = spec_of(cron), status_of(cron)
         suspended = bool(spec.get("suspend"))
         zone = spec.get("timeZone")
         upcoming = None if suspended else schedule.next_run(str(spec.get("schedule", "")), zone, now)

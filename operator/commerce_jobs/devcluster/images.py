@@ -372,14 +372,10 @@ def node_images(repo: Path = REPO_ROOT) -> list[Image]:
                 user=f"{PAUSE_UID}:{PAUSE_UID}", entrypoint=("/usr/bin/catatonit", "-P"), stop_signal="SIGINT"
             ),
         ),
-        Image(name="shop", kind="rootfs", rootfs=SHOP_ROOTFS, app=shop_files, config=shop_config(str(SHOP_UID))),
-        Image(name="shop-root", kind="rootfs", rootfs=SHOP_ROOTFS, app=shop_files, config=shop_config(None)),
-        Image(
-            name="shop-named-user",
-            kind="rootfs",
-            rootfs=SHOP_ROOTFS,
-            app=shop_files,
-            config=shop_config(SHOP_USER_NAME),
+        # The demo shop, and its variants that differ only in the user they run as (a uid, root, a user name).
+        *(
+            Image(name=name, kind="rootfs", rootfs=SHOP_ROOTFS, app=shop_files, config=shop_config(user))
+            for name, user in (("shop", str(SHOP_UID)), ("shop-root", None), ("shop-named-user", SHOP_USER_NAME))
         ),
         # For a Dockerfile image, `config` is that of the base image made from `rootfs` (PYTHON_IMAGE).
         Image(

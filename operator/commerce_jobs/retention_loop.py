@@ -1,0 +1,84 @@
+"""The retention loop: deletes the expired job trees that ``retention.plan`` (pure) finds in the controller's cache,
+at most perCall a round. One loop for the whole operator; it sleeps until the next tree expires or a job ends."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+from commerce_jobs import lifecycle, metrics, retention
+from commerce_jobs.cache import JobCache
+from commerce_jobs.config import OperatorConfig
+from commerce_jobs.kubeapi import KubeApi
+
+log = logging.getLogger("commerce_jobs.controller")
+
+
+class RetentionLoop:
+    def __init__(self, api: KubeApi, config: OperatorConfig, cache: JobCache) -> None:
+        self.api = api
+        self.config = config
+        self.cache = cache
+        self.deleting: set[str] = set()  # uids deleted by retention, until their DELETED event arrives
+        # Set when a job reaches a final state: the loop plans again.
+        self._changed: asyncio.Event | None = None
+
+    def prepare(self) -> None:
+        """Called on the event loop before the loop runs: from then on, a job that ends wakes it."""
+        self._changed = asyncio.Event()
+
+    def job_ended(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    def gone(self, uid: str) -> None:
+        """A CommerceJob's DELETED event: it is no longer being deleted."""
+        self.deleting.discard(uid)
+
+    async def run(self) -> None:
+        """Delete expired job trees, at most perCall a round, for ever."""
+        changed = self._changed = self._changed or asyncio.Event()
+        policy, interval = self.config.retention, self.config.retention_interval_seconds
+        while True:
+            changed.clear()
+            now = datetime.now(UTC)
+            try:
+                candidates = [j for j in self.cache.values() if j["metadata"]["uid"] not in self.deleting]
+                due, upcoming = retention.plan(candidates, policy, now)
+            except Exception:  # a bad object must not end the clean-up for everyone
+                log.exception("retention: planning failed; trying again in %.0fs", interval)
+                await asyncio.sleep(interval)
+                continue
+            for expired in due[: policy.per_call]:
+                await self._delete_expired(expired)
+            if len(due) > policy.per_call:
+                await asyncio.sleep(interval)  # a backlog: the next round after the interval, never sooner
+                continue
+            timeout = max((upcoming - now).total_seconds(), 0.0) if upcoming else None
+            with contextlib.suppress(TimeoutError):  # on time-out, the next tree expired
+                await asyncio.wait_for(changed.wait(), timeout)
+            # Plan at most once a second: a restart replays thousands of finished jobs, each of which wakes this
+            # loop, and planning walks the whole cache.
+            await asyncio.sleep(max(0.0, 1.0 - (datetime.now(UTC) - now).total_seconds()))
+
+    async def _delete_expired(self, expired: retention.Expired) -> None:
+        meta = expired.root["metadata"]
+        # Marked before the call: its DELETED event may arrive before the call returns, and unmarks it.
+        self.deleting.add(meta["uid"])
+        try:
+            deleted = await asyncio.to_thread(self.api.delete_commercejob, meta["namespace"], meta["name"], meta["uid"])
+        except Exception:
+            self.deleting.discard(meta["uid"])
+            log.exception("retention: deleting %s/%s failed", meta["namespace"], meta["name"])
+            return
+        cached = self.cache.get((meta["namespace"], meta["name"]))
+        if not deleted or cached is None or cached["metadata"].get("uid") != meta["uid"]:
+            self.deleting.discard(meta["uid"])  # gone already: no DELETED event is to come for it
+        if deleted:
+            metrics.retention_deleted(meta["namespace"], expired.tree_size)
+            log.info(
+                "retention: deleted %s/%s (%d job(s) in its tree, expired %s)", meta["namespace"], meta["name"],
+                expired.tree_size, lifecycle.format_time(expired.expired_at),
+            )  # fmt: skip
