@@ -38,9 +38,14 @@ def test_the_operator_deletes_expired_jobs_with_their_jobs_and_pods_in_rounds_of
         cjobs.wait_deleted(name)
 
     assert names(cjobs) == {"kept", "running"}
-    # Their Jobs and pods went with them (the garbage collector follows the ownerReferences).
-    for name in [f"expiring-{i}" for i in range(5)]:
+    # Their Jobs and pods go with them: the garbage collector follows the ownerReferences, in its own time (11 s for
+    # one of them on a loaded machine), so each is waited for, not sampled.
+    gone = {f"expiring-{i}" for i in range(5)} | {"parent", "parent-child"}
+    for name in gone:
         wait_deleted(batch.list_namespaced_job, f"{name}-1", namespace=namespace)
+    for pod in core.list_namespaced_pod(namespace).items:
+        if pod.metadata.labels["commercejobs.dev/job-name"] in gone:
+            wait_deleted(core.list_namespaced_pod, pod.metadata.name, namespace=namespace)
     pods = core.list_namespaced_pod(namespace).items
     assert {p.metadata.labels["commercejobs.dev/job-name"] for p in pods} == {"kept", "running"}
 
