@@ -38,9 +38,30 @@ link_bins() {
   done
 }
 
-# new_stage NAME VERSION: prints a fresh staging directory for a tool; finish_stage moves it into place.
-new_stage() { local d="$TOOLS/.$1-$2.tmp"; rm -rf "$d"; mkdir -p "$d"; echo "$d"; }
-finish_stage() { rm -rf "$TOOLS/$1-$2"; mv "$3" "$TOOLS/$1-$2"; link_bins "$TOOLS/$1-$2"; }
+# cached NAME VERSION BINARY...: true, and the tool linked into bin/, when its directory holds every BINARY.
+cached() {
+  local name="$1" v="$2" b
+  shift 2
+  for b in "$@"; do [[ -x "$TOOLS/$name-$v/$b" ]] || return 1; done
+  link_bins "$TOOLS/$name-$v"
+  log "$name $v: cached"
+}
+
+# new_stage NAME VERSION [WHAT]: says that the build starts and prints a fresh staging directory for the tool;
+# finish_stage NAME VERSION STAGE moves it into place (a cut-off build leaves only a .tmp directory behind).
+new_stage() {
+  local d="$TOOLS/.$1-$2.tmp"
+  log "$1 $2: building${3:+ $3}"
+  rm -rf "$d"; mkdir -p "$d"; echo "$d"
+}
+finish_stage() { rm -rf "$TOOLS/$1-$2"; mv "$3" "$TOOLS/$1-$2"; link_bins "$TOOLS/$1-$2"; log "$1 $2: done"; }
+
+# expect_version TEXT COMMAND...: the build fails unless COMMAND (a fresh binary's version) prints TEXT.
+expect_version() {
+  local text="$1"
+  shift
+  "$@" | grep -qF -- "$text" || { log "$1 does not report $text"; exit 1; }
+}
 
 # A wrapper module: k8s.io/kubernetes (and etcd's server) carry replace directives that only apply in their own
 # main module, so they cannot be `go install`ed. The wrapper requires them and replaces what they replace.
@@ -82,56 +103,48 @@ kubernetes_ldflags() {
 }
 
 build_kubernetes() {
-  local v="$KUBERNETES_VERSION" dir="$TOOLS/kubernetes-$KUBERNETES_VERSION"
-  if [[ -x "$dir/kube-apiserver" ]]; then link_bins "$dir"; log "kubernetes $v: cached"; return; fi
-  log "kubernetes $v: building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (cold: ~20 min)"
+  local v="$KUBERNETES_VERSION"
+  cached kubernetes "$v" kube-apiserver kube-controller-manager kube-scheduler kubectl && return
   local stage
-  stage="$(new_stage kubernetes "$v")"
+  stage="$(new_stage kubernetes "$v" "kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (cold: ~20 min)")"
   kubernetes_wrapper "$CACHE/wrappers/kubernetes-$v" "$v"
   go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@$v" "k8s.io/kubernetes/cmd/kube-controller-manager@$v" \
     "k8s.io/kubernetes/cmd/kube-scheduler@$v" "k8s.io/kubernetes/cmd/kubectl@$v"
   go build -trimpath -pgo=off -ldflags "$(kubernetes_ldflags "$v")" -o "$stage/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
-  "$stage/kube-apiserver" --version | grep -qx "Kubernetes $v" || { log "version stamp missing"; exit 1; }
+  expect_version "Kubernetes $v" "$stage/kube-apiserver" --version
   finish_stage kubernetes "$v" "$stage"
-  log "kubernetes $v: done"
 }
 
 # The real node's kubelet and kube-proxy: same version and technique as build_kubernetes, in a wrapper and a tool
 # directory of their own, so that the control plane's cache stays valid. With a warm Go cache: about 1 min.
 build_kubernetes_node() {
-  local v="$KUBERNETES_VERSION" dir="$TOOLS/kubernetes-node-$KUBERNETES_VERSION"
-  if [[ -x "$dir/kubelet" && -x "$dir/kube-proxy" ]]; then link_bins "$dir"; log "kubernetes-node $v: cached"; return; fi
-  log "kubernetes-node $v: building kubelet, kube-proxy (cold: ~7 min, warm Go cache: ~1 min)"
+  local v="$KUBERNETES_VERSION"
+  cached kubernetes-node "$v" kubelet kube-proxy && return
   local stage
-  stage="$(new_stage kubernetes-node "$v")"
+  stage="$(new_stage kubernetes-node "$v" "kubelet, kube-proxy (cold: ~7 min, warm Go cache: ~1 min)")"
   kubernetes_wrapper "$CACHE/wrappers/kubernetes-node-$v" "$v"
   go get -tool "k8s.io/kubernetes/cmd/kubelet@$v" "k8s.io/kubernetes/cmd/kube-proxy@$v"
   go build -trimpath -pgo=off -ldflags "$(kubernetes_ldflags "$v")" -o "$stage/" \
     k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
-  "$stage/kubelet" --version | grep -qx "Kubernetes $v" || { log "kubelet: version stamp missing"; exit 1; }
-  "$stage/kube-proxy" --version | grep -qx "Kubernetes $v" || { log "kube-proxy: version stamp missing"; exit 1; }
+  expect_version "Kubernetes $v" "$stage/kubelet" --version
+  expect_version "Kubernetes $v" "$stage/kube-proxy" --version
   finish_stage kubernetes-node "$v" "$stage"
-  log "kubernetes-node $v: done"
 }
 
 # containerd 2.x, its runc shim and ctr. Static (no cgo): no btrfs snapshotter (it needs cgo), and the pure-Go user
 # and DNS lookups. runc itself comes from Debian.
 build_containerd() {
-  local v="$CONTAINERD_VERSION" dir="$TOOLS/containerd-$CONTAINERD_VERSION"
-  if [[ -x "$dir/containerd" && -x "$dir/containerd-shim-runc-v2" && -x "$dir/ctr" ]]; then
-    link_bins "$dir"; log "containerd $v: cached"; return
-  fi
-  log "containerd $v: building containerd, containerd-shim-runc-v2, ctr (~3 min)"
+  local v="$CONTAINERD_VERSION"
+  cached containerd "$v" containerd containerd-shim-runc-v2 ctr && return
   local stage mod="github.com/containerd/containerd/v2"
-  stage="$(new_stage containerd "$v")"
+  stage="$(new_stage containerd "$v" "containerd, containerd-shim-runc-v2, ctr (~3 min)")"
   GOBIN="$stage" go install -trimpath -tags "no_btrfs osusergo netgo" \
     -ldflags "-s -w -X $mod/version.Version=$v -X $mod/version.Package=$mod" \
     "$mod/cmd/containerd@$v" "$mod/cmd/containerd-shim-runc-v2@$v" "$mod/cmd/ctr@$v"
-  "$stage/containerd" --version | grep -q " $v" || { log "containerd reports a wrong version"; exit 1; }
+  expect_version " $v" "$stage/containerd" --version
   finish_stage containerd "$v" "$stage"
-  log "containerd $v: done"
 }
 
 # The pod sandbox's image: pause/ (beside this script) built as a static binary and packaged by umoci as an OCI
@@ -145,7 +158,6 @@ build_pause() {
   dir="$TOOLS/pause-$key"
   if [[ -f "$dir/pause.oci.tar" ]]; then log "pause $key: cached"; return; fi
   command -v umoci >/dev/null || { log "umoci is missing: run \`make system-deps\`"; exit 1; }
-  log "pause $key: building"
   local stage ref="localhost/commerce-jobs/node-pause:$key"
   stage="$(new_stage pause "$key")"
   (cd "$HERE/pause" && go build -trimpath -ldflags "-s -w" -o "$stage/rootfs/pause" .)
@@ -177,9 +189,8 @@ PY
 }
 
 build_etcd() {
-  local v="$ETCD_VERSION" dir="$TOOLS/etcd-$ETCD_VERSION"
-  if [[ -x "$dir/etcd" ]]; then link_bins "$dir"; log "etcd $v: cached"; return; fi
-  log "etcd $v: building"
+  local v="$ETCD_VERSION"
+  cached etcd "$v" etcd && return
   local stage wrap
   stage="$(new_stage etcd "$v")"
   wrap="$CACHE/wrappers/etcd-$v"
@@ -192,15 +203,13 @@ build_etcd() {
   done
   go get -tool "go.etcd.io/etcd/server/v3@$v"
   go build -trimpath -ldflags "-s -w" -o "$stage/etcd" go.etcd.io/etcd/server/v3
-  "$stage/etcd" --version | grep -q "etcd Version: ${v#v}" || { log "etcd reports a wrong version"; exit 1; }
+  expect_version "etcd Version: ${v#v}" "$stage/etcd" --version
   finish_stage etcd "$v" "$stage"
-  log "etcd $v: done"
 }
 
 build_kwok() {
-  local v="$KWOK_VERSION" dir="$TOOLS/kwok-$KWOK_VERSION"
-  if [[ -x "$dir/kwok" ]]; then link_bins "$dir"; log "kwok $v: cached"; return; fi
-  log "kwok $v: building"
+  local v="$KWOK_VERSION"
+  cached kwok "$v" kwok && return
   local stage src
   stage="$(new_stage kwok "$v")"
   GOBIN="$stage" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$v"
@@ -210,21 +219,18 @@ build_kwok() {
   cp "$src"/kwok.x-k8s.io_logs.yaml "$src"/kwok.x-k8s.io_clusterlogs.yaml "$stage/crds/"
   chmod -x "$stage"/crds/*.yaml
   finish_stage kwok "$v" "$stage"
-  log "kwok $v: done"
 }
 
 build_helm() {
-  local v="$HELM_VERSION" dir="$TOOLS/helm-$HELM_VERSION"
-  if [[ -x "$dir/helm" ]]; then link_bins "$dir"; log "helm $v: cached"; return; fi
-  log "helm $v: building"
+  local v="$HELM_VERSION"
+  cached helm "$v" helm && return
   local stage major
   stage="$(new_stage helm "$v")"
   major="${v%%.*}"
   GOBIN="$stage" go install -trimpath \
     -ldflags "-s -w -X helm.sh/helm/$major/internal/version.version=$v" "helm.sh/helm/$major/cmd/helm@$v"
-  "$stage/helm" version --short | grep -q "^$v" || { log "helm reports a wrong version"; exit 1; }
+  expect_version "$v" "$stage/helm" version --short
   finish_stage helm "$v" "$stage"
-  log "helm $v: done"
 }
 
 # `build-tools.sh pause-key` prints the pause image's key (commerce_jobs.devcluster.toolchain computes the same).
