@@ -382,20 +382,31 @@ def _crd(
     }
 
 
+def _column(name: str, json_path: str, kind: str = "string", wide: bool = False) -> dict[str, Any]:
+    """A printer column of `kubectl get`; a wide one shows only with `-o wide` (priority 1)."""
+    column: dict[str, Any] = {"name": name, "type": kind, "jsonPath": json_path}
+    if wide:
+        column["priority"] = 1
+    return column
+
+
+AGE_COLUMN = _column("Age", ".metadata.creationTimestamp", "date")
+
+
 def commercejob_crd() -> dict[str, Any]:
     columns: list[dict[str, Any]] = [
-        {"name": "Command", "type": "string", "jsonPath": ".spec.command"},
-        {"name": "State", "type": "string", "jsonPath": ".status.state"},
-        {"name": "Exit", "type": "integer", "jsonPath": ".status.exitCode"},
-        {"name": "Attempts", "type": "integer", "jsonPath": ".status.attempts"},
-        {"name": "Duration", "type": "string", "jsonPath": ".status.duration"},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-        {"name": "Queue", "type": "string", "jsonPath": ".spec.queue", "priority": 1},
-        {"name": "Priority", "type": "integer", "jsonPath": ".spec.priority", "priority": 1},
-        {"name": "Job", "type": "string", "jsonPath": ".status.jobName", "priority": 1},
-        {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
-        {"name": "Label", "type": "string", "jsonPath": ".spec.label", "priority": 1},
-        {"name": "Template", "type": "string", "jsonPath": ".spec.templateRef.name", "priority": 1},
+        _column("Command", ".spec.command"),
+        _column("State", ".status.state"),
+        _column("Exit", ".status.exitCode", "integer"),
+        _column("Attempts", ".status.attempts", "integer"),
+        _column("Duration", ".status.duration"),
+        AGE_COLUMN,
+        _column("Queue", ".spec.queue", wide=True),
+        _column("Priority", ".spec.priority", "integer", wide=True),
+        _column("Job", ".status.jobName", wide=True),
+        _column("Reason", ".status.reason", wide=True),
+        _column("Label", ".spec.label", wide=True),
+        _column("Template", ".spec.templateRef.name", wide=True),
         DEPENDENCIES_COLUMN,
     ]
     # cjob, not cj: that is CronJob's.
@@ -409,7 +420,7 @@ def commercejob_crd() -> dict[str, Any]:
 # -- spec.dependsOn (commerce_jobs.dependencies): CommerceJobs only, not templates or CommerceCronJobs ----------------
 MAX_DEPENDS_ON = 100
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-DEPENDENCIES_COLUMN = {"name": "Waiting On", "type": "string", "jsonPath": ".status.waitingOn", "priority": 1}
+DEPENDENCIES_COLUMN = _column("Waiting On", ".status.waitingOn", wide=True)
 # Only at the root does CEL see the job's name.
 NOT_ITSELF = {
     "rule": "!has(self.spec.dependsOn) || !(self.metadata.name in self.spec.dependsOn)",
@@ -469,10 +480,10 @@ def with_dependencies(status: dict[str, Any]) -> dict[str, Any]:
 
 def commercejobtemplate_crd() -> dict[str, Any]:
     columns: list[dict[str, Any]] = [
-        {"name": "Label", "type": "string", "jsonPath": ".spec.label"},
-        {"name": "Command", "type": "string", "jsonPath": ".spec.command"},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-        {"name": "Description", "type": "string", "jsonPath": ".spec.description", "priority": 1},
+        _column("Label", ".spec.label"),
+        _column("Command", ".spec.command"),
+        AGE_COLUMN,
+        _column("Description", ".spec.description", wide=True),
     ]
     description = "A configured job that people start with one click (the Back Office's add_jobs)."
     return _crd(COMMERCEJOBTEMPLATE, COMMERCEJOBTEMPLATES, "cjobtpl", description,
@@ -546,15 +557,14 @@ def cron_status_schema() -> dict[str, Any]:
 
 def commercecronjob_crd() -> dict[str, Any]:
     columns: list[dict[str, Any]] = [
-        {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
-        {"name": "Command", "type": "string", "jsonPath": ".spec.command"},
-        {"name": "Suspend", "type": "boolean", "jsonPath": ".spec.suspend"},
-        {"name": "Last Run", "type": "string", "jsonPath": ".status.lastRun.state"},
-        {"name": "Last Schedule", "type": "date", "jsonPath": ".status.lastScheduleTime"},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-        {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status",
-         "priority": 1},
-        {"name": "Time Zone", "type": "string", "jsonPath": ".spec.timeZone", "priority": 1},
+        _column("Schedule", ".spec.schedule"),
+        _column("Command", ".spec.command"),
+        _column("Suspend", ".spec.suspend", "boolean"),
+        _column("Last Run", ".status.lastRun.state"),
+        _column("Last Schedule", ".status.lastScheduleTime", "date"),
+        AGE_COLUMN,
+        _column("Ready", '.status.conditions[?(@.type=="Ready")].status', wide=True),
+        _column("Time Zone", ".spec.timeZone", wide=True),
     ]  # fmt: skip
     description = "A crontab task of the shop: runs its console command on a schedule, each run a CommerceJob."
     return _crd(COMMERCECRONJOB, COMMERCECRONJOBS, "cjcron", description,

@@ -253,8 +253,8 @@ def track(api_client: Any) -> None:
 
 def kopf_trace_config() -> aiohttp.TraceConfig:
     """Counts the requests of kopf's own aiohttp session (its LISTs and WATCHes, the Events it posts) in
-    ``commerce_jobs_api_requests_total``, as ``instrument`` counts the kubernetes client's: kopf_handlers.login puts it on
-    the session that it hands to kopf. A request's duration is until its response's headers (a watch's stream then
+    ``commerce_jobs_api_requests_total``, as ``instrument`` counts the kubernetes client's: kopf_handlers.login puts it
+    on the session that it hands to kopf. A request's duration is until its response's headers (a watch's stream then
     lasts minutes), as for the kubernetes client's unparsed answers."""
 
     async def on_start(_: aiohttp.ClientSession, context: SimpleNamespace, __: aiohttp.TraceRequestStartParams) -> None:

@@ -363,8 +363,9 @@ def test_the_operators_other_clients_count_once_attached(attached: Any) -> None:
 
 
 def test_kopfs_requests_count_by_verb_resource_and_code_through_its_sessions_trace_config(attached: Any) -> None:
-    """kopf's LISTs and WATCHes go through the aiohttp session that kopf_handlers.login gives it, not the kubernetes client:
-    the trace config on that session counts them in the same counter (a loopback server answers as an apiserver)."""
+    """kopf's LISTs and WATCHes go through the aiohttp session that kopf_handlers.login gives it, not the kubernetes
+    client: the trace config on that session counts them in the same counter (a loopback server answers as an
+    apiserver)."""
     from aiohttp import ClientSession, web
 
     async def jobs(_: web.Request) -> web.Response:
