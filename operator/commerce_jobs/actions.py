@@ -52,7 +52,7 @@ class JobActions:
         queue: WorkQueue[Key],
         events: EventRecorder,
         store_answer: Callable[[Key, dict[str, Any], dict[str, Any]], None],
-        job_ended: Callable[[], None],
+        job_ended: Callable[[dict[str, Any]], object],
         cron_of_job: Callable[[dict[str, Any]], dict[str, Any] | None],
     ) -> None:
         self.api = api
@@ -221,7 +221,7 @@ class JobActions:
         self.store_answer(key, cjob, updated)
         metrics.status_written(cjob, updated)
         if status.get("state") in lifecycle.FINAL_STATES:
-            self.job_ended()
+            self.job_ended(updated)
         if event:
             event_type, reason, message = event
             log.info("%s/%s: %s: %s", namespace, name, reason, message)

@@ -120,7 +120,7 @@ class CommerceJobController:
             self.queue.add(key)
         elif (old or {}).get("status", {}).get("state") != state:
             # A final job needs no reconcile (a restart replays thousands of them), only retention cares.
-            self.retention.job_ended()
+            self.retention.job_ended(trimmed)
 
     def observe_job(self, event_type: str | None, body: dict[str, Any]) -> None:
         key = self.cache.observe_job(event_type, body)

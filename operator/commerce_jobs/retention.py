@@ -9,6 +9,7 @@ goes while a dependent of it still runs. A job that a job which is not final nam
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ class DurationError(ValueError):
     pass
 
 
+@functools.lru_cache(maxsize=256)  # retention plans read every job's spec.retention: few distinct texts
 def parse_duration(text: str) -> timedelta:
     """``"1 min"``, ``"7 days"``, ``"1h"``, ``"30s"``: the forms JMS's clean-up command takes, minus PHP's rest."""
     match = re.fullmatch(DURATION_PATTERN, text or "")
@@ -50,6 +52,8 @@ class RetentionPolicy:
     def for_job(self, spec: dict[str, Any]) -> RetentionPolicy:
         """A job's own retention (spec.retention) wins over the operator's."""
         own = spec.get("retention") or {}
+        if not own:
+            return self
         return RetentionPolicy(
             parse_duration(own["maxRetention"]) if "maxRetention" in own else self.max_retention,
             parse_duration(own["maxRetentionSucceeded"])

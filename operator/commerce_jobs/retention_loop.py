@@ -1,5 +1,10 @@
 """The retention loop: deletes the expired job trees that ``retention.plan`` (pure) finds in the controller's cache,
-at most perCall a round. One loop for the whole operator; it sleeps until the next tree expires or a job ends."""
+at most perCall a round. One loop for the whole operator; it sleeps until the next tree expires, or until a job ends
+that could make a tree due sooner.
+
+Planning walks the whole cache, so it runs only when it can find something new: a job that ends expires no sooner
+than its own retention, and the tree around it no sooner than that, so an end after which nothing can be due before
+the planned next expiry does not plan again (under steady load, with an hour's retention, that is every end)."""
 
 from __future__ import annotations
 
@@ -7,10 +12,12 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from commerce_jobs import lifecycle, metrics, retention
 from commerce_jobs.cache import JobCache
 from commerce_jobs.config import OperatorConfig
+from commerce_jobs.dependencies import depends_on
 from commerce_jobs.kubeapi import KubeApi
 
 log = logging.getLogger("commerce_jobs.controller")
@@ -22,16 +29,24 @@ class RetentionLoop:
         self.config = config
         self.cache = cache
         self.deleting: set[str] = set()  # uids deleted by retention, until their DELETED event arrives
-        # Set when a job reaches a final state: the loop plans again.
+        # Set when a job reaches a final state that could make a tree due before ``_upcoming``: the loop plans again.
         self._changed: asyncio.Event | None = None
+        self._upcoming: datetime | None = None  # the next expiry that the last plan found; None: plan at any end
 
     def prepare(self) -> None:
         """Called on the event loop before the loop runs: from then on, a job that ends wakes it."""
         self._changed = asyncio.Event()
 
-    def job_ended(self) -> None:
-        if self._changed is not None:
+    def job_ended(self, cjob: dict[str, Any]) -> bool:
+        """``cjob`` reached a final state; returns whether the loop plans again for it."""
+        if self._changed is None:
+            return False
+        expiry = None if self._upcoming is None else retention.expires_at(cjob, self.config.retention)
+        # A job with dependsOn: the jobs that it waited for are no longer kept, and may be due now.
+        if expiry is None or depends_on(cjob) or (self._upcoming is not None and expiry < self._upcoming):
             self._changed.set()
+            return True
+        return self._changed.is_set()
 
     def gone(self, uid: str) -> None:
         """A CommerceJob's DELETED event: it is no longer being deleted."""
@@ -43,6 +58,7 @@ class RetentionLoop:
         policy, interval = self.config.retention, self.config.retention_interval_seconds
         while True:
             changed.clear()
+            self._upcoming = None  # until this round's plan is made and its trees deleted, any end plans again
             now = datetime.now(UTC)
             try:
                 candidates = [j for j in self.cache.values() if j["metadata"]["uid"] not in self.deleting]
@@ -56,6 +72,7 @@ class RetentionLoop:
             if len(due) > policy.per_call:
                 await asyncio.sleep(interval)  # a backlog: the next round after the interval, never sooner
                 continue
+            self._upcoming = upcoming
             timeout = max((upcoming - now).total_seconds(), 0.0) if upcoming else None
             with contextlib.suppress(TimeoutError):  # on time-out, the next tree expired
                 await asyncio.wait_for(changed.wait(), timeout)
