@@ -71,3 +71,36 @@ async def only_an_end_that_can_be_due_before_the_next_expiry_plans_again(monkeyp
 def test_an_end_before_the_loop_runs_plans_nothing() -> None:
     loop = retention_loop.RetentionLoop(api=None, config=OperatorConfig(), cache=JobCache())  # type: ignore[arg-type]
     assert loop.job_ended(finished("early", datetime.now(UTC))) is False
+
+
+def test_a_slow_plan_is_followed_by_ten_times_as_long_without_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planning walks the whole cache: at most a tenth of the event loop's time goes to it, however often jobs end."""
+    clock = [1000.0]
+    pauses: list[float] = []
+    real_sleep = asyncio.sleep
+    real_plan = retention.plan
+
+    def slow_plan(*args: Any) -> tuple[list[retention.Expired], datetime | None]:
+        clock[0] += 0.5  # this plan took half a second
+        return real_plan(*args)
+
+    async def recorded_sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        await real_sleep(0)
+
+    async def scenario() -> None:
+        loop = retention_loop.RetentionLoop(api=None, config=OperatorConfig(), cache=JobCache())  # type: ignore[arg-type]
+        loop.prepare()
+        running = asyncio.create_task(loop.run())
+        try:
+            while not pauses:
+                loop.job_ended(finished("busy", datetime.now(UTC)))  # nothing planned yet: every end wakes it
+                await real_sleep(0)
+        finally:
+            running.cancel()
+
+    monkeypatch.setattr(retention_loop.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(retention_loop.retention, "plan", slow_plan)
+    monkeypatch.setattr(retention_loop.asyncio, "sleep", recorded_sleep)
+    asyncio.run(scenario())
+    assert pauses[0] > 4.9
