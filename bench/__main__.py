@@ -25,7 +25,10 @@ import platform
 import statistics
 import sys
 import tempfile
+import time
+import traceback
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -190,6 +193,35 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+class Results:
+    """The run's results file, written again as soon as each phase ends: a later failure (a 504, a timeout) never
+    loses a finished phase. A phase that fails is recorded with its error, and the run goes on to the next one."""
+
+    def __init__(self, path: Path, data: dict[str, Any]) -> None:
+        self.path = path
+        self.data = data
+        self.failed: list[str] = []
+        self.write()
+
+    def phase(self, name: str, run: Callable[[], Any]) -> None:
+        began = time.monotonic()
+        print(f"-- {name}", flush=True)
+        try:
+            self.data[name] = run()
+        except Exception:  # any failure of one phase: recorded, and the next phase runs
+            self.failed.append(name)
+            self.data.setdefault("errors", {})[name] = traceback.format_exc()
+            traceback.print_exc()
+        self.data.setdefault("phase_seconds", {})[name] = round(time.monotonic() - began, 1)
+        self.write()
+
+    def write(self) -> None:
+        self.path.parent.mkdir(exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2) + "\n")
+        tmp.replace(self.path)  # whole or not at all, even if the run is killed while writing
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--sizes", default="100,1000")
@@ -220,32 +252,38 @@ def main(argv: list[str] | None = None) -> int:
     present = [200] if args.short else [int(s) for s in args.present.split(",")]
     rate, seconds = (10.0, 5.0) if args.short else (args.rate, args.seconds)
     started = datetime.now(UTC)
+    out = RESULTS / f"{started.strftime('%Y%m%dT%H%M%SZ')}{'-short' if args.short else ''}.json"
+    results = Results(out, {
+        "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": {"cpus": _cpus(), "python": platform.python_version(), "node": platform.node()},
+        "commit": _commit(),
+        "controller_manager_qps": args.controller_manager_qps,
+        "argv": sys.argv[1:] if argv is None else argv,
+    })  # fmt: skip
     with (
         tempfile.TemporaryDirectory(prefix="commerce-jobs-bench-") as tmp,
         BenchCluster(Path(tmp), args.controller_manager_qps) as bench,
     ):
-        results: dict[str, Any] = {
-            "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "machine": {"cpus": _cpus(), "python": platform.python_version(), "node": platform.node()},
-            "commit": _commit(),
-            "controller_manager_qps": args.controller_manager_qps,
-        }
         if not (args.only_metrics_cost or args.only_blocked):
-            results["sizes"] = [run_size(bench, n, 1 if args.short else args.rounds) for n in sizes]
-            results["steady"] = run_steady(bench, rate, seconds)
-            results["present"] = [run_present(bench, n) for n in present]
+            rounds = 1 if args.short else args.rounds
+            results.phase("sizes", lambda: [run_size(bench, n, rounds) for n in sizes])
+            results.phase("steady", lambda: run_steady(bench, rate, seconds))
+            results.phase("present", lambda: [run_present(bench, n) for n in present])
         metrics_size, metrics_rounds = (20, 2) if args.short else (args.metrics_cost, args.metrics_rounds)
         if metrics_size and not args.only_blocked:
-            results["metrics_cost"] = run_metrics_cost(bench, metrics_size, metrics_rounds, args.scrape_interval)
+            results.phase(
+                "metrics_cost", lambda: run_metrics_cost(bench, metrics_size, metrics_rounds, args.scrape_interval)
+            )
         if not args.only_metrics_cost:
             stream = (5.0, 10.0) if args.short else (10.0, 30.0)
-            results["blocked"] = [blocked.run_blocked(bench, n, *stream) for n in blocked_sizes]
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"{started.strftime('%Y%m%dT%H%M%SZ')}{'-short' if args.short else ''}.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(table(results))
-    print(blocked.table(results["blocked"]))
+            results.phase("blocked", lambda: [blocked.run_blocked(bench, n, *stream) for n in blocked_sizes])
+    print(table(results.data))
+    if results.data.get("blocked"):
+        print(blocked.table(results.data["blocked"]))
     print(f"results: {out}")
+    if results.failed:
+        print(f"failed phases: {', '.join(results.failed)} (their tracebacks are in the results)", file=sys.stderr)
+        return 1
     return 0
 
 

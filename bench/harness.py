@@ -4,6 +4,7 @@ running as a real process under its own ServiceAccount (so that its requests can
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import math
 import os
@@ -14,12 +15,13 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import urllib3
 import yaml
 from kubernetes import client, config, watch
 
@@ -36,6 +38,29 @@ AUDIT_POLICY = {
     "omitStages": ["RequestReceived"],
     "rules": [{"level": "Metadata", "users": [OPERATOR_USER]}, {"level": "None"}],
 }
+
+
+# What a busy apiserver answers for a while and then no more: a retry, not the end of the run (a 504 of a
+# delete_collection of 1,000 jobs once ended a bench after 8 minutes, and every figure measured was lost).
+TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
+PAGE = 500  # items per list call, and per page of a bulk delete
+
+
+def retrying(call: Callable[..., Any], *args: Any, attempts: int = 8, **kwargs: Any) -> Any:
+    """Calls the API, again after a transient failure (a 5xx, 429 or timeout), with a growing pause."""
+    delay = 0.5
+    for attempt in range(attempts):
+        try:
+            return call(*args, **kwargs)
+        except client.ApiException as e:
+            if e.status not in TRANSIENT_STATUS or attempt == attempts - 1:
+                raise
+        except (urllib3.exceptions.HTTPError, OSError):
+            if attempt == attempts - 1:
+                raise
+        time.sleep(delay)  # back off: the apiserver is overloaded, asking at once would make it worse
+        delay = min(delay * 2, 10.0)
+    raise AssertionError("unreachable")
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -57,7 +82,7 @@ class Recorder:
         self.ready.wait(30)
 
     def _run(self) -> None:
-        version = self.list_fn()["metadata"]["resourceVersion"]
+        version = retrying(self.list_fn)["metadata"]["resourceVersion"]
         self.ready.set()
         while not self.stopped.is_set():
             try:
@@ -69,7 +94,13 @@ class Recorder:
                         return
             except client.ApiException as e:
                 if e.status == 410:
-                    version = self.list_fn()["metadata"]["resourceVersion"]
+                    version = retrying(self.list_fn)["metadata"]["resourceVersion"]
+                elif e.status not in TRANSIENT_STATUS:
+                    raise
+                else:
+                    time.sleep(0.5)  # the apiserver is overloaded: watch again in a moment, from the same version
+            except (urllib3.exceptions.HTTPError, OSError):
+                time.sleep(0.5)  # a dropped stream: watch again from the last version seen, nothing is missed
 
     def stop(self) -> None:
         self.stopped.set()
@@ -140,17 +171,20 @@ class BenchCluster:
 
         def one(i: int) -> None:
             name = f"{prefix}-{i}"
-            self.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "commercejobs", {
-                "apiVersion": f"{GROUP}/{VERSION}", "kind": "CommerceJob", "metadata": {"name": name},
-                "spec": {"command": "silver:import", "params": ["tmp"]},
-            })  # fmt: skip
+            try:
+                retrying(self.custom.create_namespaced_custom_object, GROUP, VERSION, NAMESPACE, "commercejobs", {
+                    "apiVersion": f"{GROUP}/{VERSION}", "kind": "CommerceJob", "metadata": {"name": name},
+                    "spec": {"command": "silver:import", "params": ["tmp"]},
+                })  # fmt: skip
+            except client.ApiException as e:
+                if e.status != 409:  # a retried create whose first try did go through
+                    raise
             status = {"state": "Finished", "attempts": 1, "exitCode": 0, "startTime": now, "completionTime": now,
                       "output": output, "reason": "Completed", "message": "silver:import succeeded",
                       "conditions": [{"type": "Succeeded", "status": "True", "reason": "Completed",
                                       "message": "silver:import succeeded", "lastTransitionTime": now}]}  # fmt: skip
-            self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, NAMESPACE, "commercejobs", name, {"status": status}
-            )
+            retrying(self.custom.patch_namespaced_custom_object_status,
+                     GROUP, VERSION, NAMESPACE, "commercejobs", name, {"status": status})  # fmt: skip
 
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(one, range(count)))
@@ -171,29 +205,60 @@ class BenchCluster:
         recorder.stop()
         return time.monotonic() - start
 
+    def commercejobs(self, page: int = PAGE) -> Iterator[dict[str, Any]]:
+        """Every CommerceJob, listed in pages (50,000 in one answer would time out on a busy apiserver)."""
+        token: str | None = None
+        while True:
+            listing = retrying(self.custom.list_namespaced_custom_object, GROUP, VERSION, NAMESPACE, "commercejobs",
+                               limit=page, _continue=token)  # fmt: skip
+            yield from listing["items"]
+            token = listing["metadata"].get("continue")
+            if not token:
+                return
+
     def wait_all_final(self, timeout: float = 3600) -> None:
         """Until every CommerceJob is final, so that the next measurement sees no earlier work."""
         final = {"Finished", "Failed", "Terminated", "Canceled", "Incomplete"}
         start = time.monotonic()
         while time.monotonic() - start < timeout:
-            items = self.custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "commercejobs")["items"]
-            if all((o.get("status") or {}).get("state") in final for o in items):
+            if all((o.get("status") or {}).get("state") in final for o in self.commercejobs()):
                 return
             time.sleep(1)  # a benchmark's coarse poll of a bulk outcome
         raise TimeoutError("CommerceJobs still running")
 
-    def clear_commercejobs(self) -> None:
-        """Deletes every CommerceJob of earlier phases, so that a clean-up phase times only its own jobs (retention
-        deletes the oldest first)."""
-        self.custom.delete_collection_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "commercejobs")
-        self.wait_deleted("")
+    def clear_commercejobs(self, prefix: str = "") -> int:
+        """Deletes every CommerceJob (whose name starts with prefix) of earlier phases, so that a phase times only its
+        own jobs (retention deletes the oldest first). Paged, and each delete retried: never one delete_collection of
+        everything, which a busy apiserver answers with a 504. Returns how many were deleted."""
+        deleted = 0
+        with ThreadPoolExecutor(8) as pool:
+            while True:
+                names = [o["metadata"]["name"] for o in itertools.islice(self._deletable(prefix), PAGE)]
+                if not names:
+                    break
+                deleted += sum(pool.map(self._delete_commercejob, names))
+        self.wait_deleted(prefix)
+        return deleted
+
+    def _deletable(self, prefix: str) -> Iterator[dict[str, Any]]:
+        for o in self.commercejobs():
+            if o["metadata"]["name"].startswith(prefix) and not o["metadata"].get("deletionTimestamp"):
+                yield o
+
+    def _delete_commercejob(self, name: str) -> int:
+        try:
+            retrying(self.custom.delete_namespaced_custom_object, GROUP, VERSION, NAMESPACE, "commercejobs", name)
+        except client.ApiException as e:
+            if e.status != 404:  # gone already (the operator's retention, or an earlier try that did go through)
+                raise
+            return 0
+        return 1
 
     def wait_deleted(self, prefix: str, timeout: float = 3600) -> float:
         """Seconds until no CommerceJob whose name starts with prefix is left."""
         start = time.monotonic()
         while time.monotonic() - start < timeout:
-            items = self.custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "commercejobs")["items"]
-            if not any(o["metadata"]["name"].startswith(prefix) for o in items):
+            if not any(o["metadata"]["name"].startswith(prefix) for o in self.commercejobs()):
                 return time.monotonic() - start
             time.sleep(1)  # a benchmark's coarse poll of a bulk outcome; each deletion is the operator's doing
         raise TimeoutError(f"{prefix}* still exist")
