@@ -320,6 +320,39 @@ class BenchCluster:
         recorder.stop()
         return elapsed
 
+    def run_chained(self, n: int, prefix: str) -> float:
+        """The floor of "a dependent after success", without the operator: N first Jobs at once, and a plain client
+        that creates each one's second Job when the first one's completion reaches it through a watch. Seconds until
+        every second Job is complete."""
+        done: set[str] = set()
+        chained: set[str] = set()
+        finished = threading.Event()
+        lock = threading.Lock()
+        pool = ThreadPoolExecutor(8)  # a client's few workers, as the operator has: the watch thread never waits
+
+        def on_job(kind: str, job: dict[str, Any], _: float) -> None:
+            name = job["metadata"]["name"]
+            if not name.startswith(prefix) or not _complete(job):
+                return
+            with lock:
+                if name.endswith("-a") and name not in chained:
+                    chained.add(name)
+                    pool.submit(retrying, self.batch.create_namespaced_job, NAMESPACE, _native_job(name[:-2] + "-b"))
+                elif name.endswith("-b"):
+                    done.add(name)
+                    if len(done) >= n:
+                        finished.set()
+
+        recorder = Recorder(self._list_jobs_raw, on_job)
+        start = time.monotonic()
+        for i in range(n):
+            self.batch.create_namespaced_job(NAMESPACE, _native_job(f"{prefix}-{i}-a"))
+        finished.wait(3600)
+        elapsed = time.monotonic() - start
+        recorder.stop()
+        pool.shutdown(wait=True)
+        return elapsed
+
     def _list_jobs_raw(self, **kwargs: Any) -> Any:
         if kwargs.get("watch"):
             kwargs["_preload_content"] = False
@@ -438,11 +471,13 @@ class BenchCluster:
         return counts
 
     def operator_cpu_seconds(self) -> float:
-        """User and system CPU time of the operator's process so far (/proc/PID/stat, in clock ticks)."""
-        if self.operator is None:
-            return 0.0
-        fields = Path(f"/proc/{self.operator.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+        """User and system CPU time of the operator's process so far."""
+        return cpu_seconds(self.operator.pid) if self.operator is not None else 0.0
+
+    def controller_manager_cpu_seconds(self) -> float:
+        """The same for kube-controller-manager (its Job controller does for a Job what the operator does for a
+        CommerceJob: a watch event, a decision, a create)."""
+        return cpu_seconds(int(self.cluster.status()["processes"]["kube-controller-manager"]["pid"]))
 
     def operator_rss_mib(self) -> float:
         if self.operator is None:
@@ -451,6 +486,12 @@ class BenchCluster:
             if line.startswith("VmHWM:"):
                 return round(int(line.split()[1]) / 1024, 1)
         return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (/proc/PID/stat, in clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def _complete(job: dict[str, Any]) -> bool:
