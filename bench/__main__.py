@@ -44,6 +44,8 @@ from typing import Any
 
 from bench import backlog, blocked
 from bench.harness import BenchCluster, Scraper, percentile
+from bench.profile import EventCounter, Profiler
+from bench.profile import text as profile_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -319,7 +321,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics-rounds", type=int, default=4, help="rounds of each (alternating)")
     parser.add_argument("--scrape-interval", type=float, default=5.0, help="seconds between scrapes of /metrics")
     parser.add_argument("--only-metrics-cost", action="store_true", help="run only the metrics cost")
+    parser.add_argument(
+        "--profile", default="", metavar="PHASES",
+        help="profile the operator with py-spy during these phases (e.g. sizes,steady): a summary of where its CPU "
+        "goes, to bench/results/<time>-profile-<phase>.txt and the results",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    profiled = {p.strip() for p in args.profile.split(",") if p.strip()}
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     if args.only_blocked:
         phases = ["blocked"]
@@ -364,7 +372,10 @@ def main(argv: list[str] | None = None) -> int:
         BenchCluster(Path(tmp), args.controller_manager_qps) as bench,
     ):
         for phase in phases:
-            results.phase(phase, functools.partial(run[phase], bench))
+            if phase in profiled:
+                results.phase(phase, functools.partial(_profiled, phase, run[phase], bench, results, Path(tmp)))
+            else:
+                results.phase(phase, functools.partial(run[phase], bench))
     results.data["machine"]["load_average_at_end"] = list(os.getloadavg())
     results.write()
     print(table(results.data))
@@ -377,6 +388,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"failed phases: {', '.join(results.failed)} (their tracebacks are in the results)", file=sys.stderr)
         return 1
     return 0
+
+
+def _profiled(phase: str, run: Callable[[BenchCluster], Any], bench: BenchCluster, results: Results, tmp: Path) -> Any:
+    """Runs a phase with py-spy on the operator (until the phase ends, or restarts the operator), and writes the
+    profile's summary beside the results."""
+    if bench.operator is None:
+        raise RuntimeError("no operator to profile")
+    counter = EventCounter(bench)  # the watch events that the operator's streams receive, per stream
+    profiler = Profiler(bench.operator.pid, tmp / f"profile-{phase}.raw")
+    try:
+        value = run(bench)
+    finally:
+        summary = profiler.stop()
+        summary["watch_events"] = counter.stop()
+        results.data.setdefault("profiles", {})[phase] = summary
+        results.path.with_name(f"{results.path.stem}-profile-{phase}.txt").write_text(profile_text(phase, summary))
+    return value
 
 
 def _commit() -> str:
