@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gzip
 import json
 import os
 import platform
@@ -404,6 +405,8 @@ def _profiled(phase: str, run: Callable[[BenchCluster], Any], bench: BenchCluste
         summary["watch_events"] = counter.stop()
         results.data.setdefault("profiles", {})[phase] = summary
         results.path.with_name(f"{results.path.stem}-profile-{phase}.txt").write_text(profile_text(phase, summary))
+        raw = profiler.raw.read_bytes() if profiler.raw.exists() else b""  # the samples, to summarize again
+        results.path.with_name(f"{results.path.stem}-profile-{phase}.raw.gz").write_bytes(gzip.compress(raw))
     return value
 
 
