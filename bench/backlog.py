@@ -7,8 +7,8 @@ operator's work on its creation. The holders are then canceled, and the backlog 
 end frees its slot for the next job (priority, then creation order). Slots free one after the other, each to exactly
 one next job, so the k-th slot to free (a job seen final through a watch) is matched with the k-th backlog Job to be
 created (seen through a watch): that difference is the operator's reaction to a freed slot, which must not grow with
-the number waiting. ``samples`` frees are measured (at most half the backlog, so that it stays about N), then the
-rest is deleted.
+the number waiting (the holders' four cancels, a burst of four frees at once, are reported apart). ``samples`` frees
+are measured (at most half the backlog, so that it stays about N), then the rest is deleted.
 """
 
 from __future__ import annotations
@@ -70,19 +70,19 @@ def run_backlog(bench: BenchCluster, waiting: int, samples: int) -> dict[str, An
         deadline = time.monotonic() + 600 + samples
         while _created(job_seen, lock, prefix) < samples + MAX_RUNNING and time.monotonic() < deadline:
             time.sleep(0.5)  # a benchmark's coarse poll of a bulk outcome; the times come from the watches
-        frees = sorted(
-            [t for state in FINAL for t in states.times(f"holder-{waiting}-", state)]
-            + [t for state in FINAL for t in states.times(prefix, state)]
-        )
+        held = _first_final(states, f"holder-{waiting}-")
+        frees = _first_final(states, prefix)
         with lock:
             created = sorted(t for name, t in job_seen.items() if name.startswith(prefix))
             done = sorted(t for name, t in job_done.items() if name.startswith(prefix))
     finally:
         cjob_recorder.stop()
         job_recorder.stop()
-    # The k-th slot to free goes to the k-th job to start; a Job's completion precedes its slot's freeing by the
-    # operator's reaction to the Job (status written Finished), which is measured apart.
-    slot_to_job = [(c - f) * 1000 for f, c in zip(frees[:samples], created[:samples], strict=False)]
+    # The k-th slot to free goes to the k-th job to start. The four holders' cancels free four slots at once (a
+    # burst, reported apart); after them, each slot frees when a backlog job's status says Finished. A Job's
+    # completion precedes that by the operator's reaction to the Job, so "Job complete -> next Job" is both.
+    burst = [(c - f) * 1000 for f, c in zip(held, created[:MAX_RUNNING], strict=False)]
+    slot_to_job = [(c - f) * 1000 for f, c in zip(frees, created[MAX_RUNNING:], strict=False)][:samples]
     done_to_job = [(c - d) * 1000 for d, c in zip(done, created[MAX_RUNNING:], strict=False)][:samples]
     bench.stop_operator()  # the rest of the backlog goes without the operator's work for each DELETED event
     bench.clear_commercejobs()
@@ -93,9 +93,22 @@ def run_backlog(bench: BenchCluster, waiting: int, samples: int) -> dict[str, An
         "samples": len(slot_to_job),
         "setup_seconds": round(setup, 1),
         "slot_freed_to_next_job_ms": _stats(slot_to_job),
+        "holders_canceled_to_first_jobs_ms": [round(x, 1) for x in burst],
         "job_complete_to_next_job_ms": _stats(done_to_job),
         "operator_rss_mib": rss_queued,
     }
+
+
+def _first_final(states: _States, prefix: str) -> list[float]:
+    """When each job of the prefix was first seen in any final state, in order (one time per job)."""
+    by_name: dict[str, float] = {}
+    with states.lock:
+        for (state, _), names in states.seen.items():
+            if state in FINAL:
+                for name, when in names.items():
+                    if name.startswith(prefix) and when < by_name.get(name, float("inf")):
+                        by_name[name] = when
+    return sorted(by_name.values())
 
 
 def _created(job_seen: dict[str, float], lock: threading.Lock, prefix: str) -> int:
