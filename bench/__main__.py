@@ -1,17 +1,24 @@
 """Benchmarks of the operator against plain Kubernetes Jobs, on the real local control plane.
 
     python -m bench                 # sizes 100 and 1000
-    python -m bench --short         # size 20: what CI runs, so that the suite cannot rot
+    python -m bench --short         # every phase at tiny sizes: what CI runs, so that the suite cannot rot
+    python -m bench --phases backlog,scale --backlog 100,1000,10000 --scale 50000
     python -m bench --sizes 100,1000,5000 --rate 20 --seconds 60
 
-Each size runs, in one fresh cluster:
-  native      2N plain batch/v1 Jobs, created at once, with the same simulated pods: the Job controller and kwok only
-  operator    N CommerceJobs with one dependent each (2N commands), created at once, until all are Finished
+Phases (--phases selects them; each one's results are written as soon as it ends), in one fresh cluster:
+  sizes       per size N, rotating rounds of: native (2N plain batch/v1 Jobs at once, the Job controller and kwok
+              only), chained (N pairs: a plain client creates each second Job when the first one's completion
+              reaches its watch: the floor of "after success") and operator (N CommerceJobs with one dependent
+              each); ratios with the spread of the rounds (the noise), CPU seconds per Job of the operator and of
+              kube-controller-manager (/proc/PID/stat), API requests per job (audit log)
   steady      CommerceJobs at a steady rate: latency from creation to the Job, and from a Job's completion to its
               dependent
-  blocked     JMS #142: 100 to 10,000 jobs blocked on dependencies, and a stream of startable ones (bench/blocked.py)
+  present     N finished jobs present: restart to healthy, to new work, writes, RSS, retention's clean-up
   metrics     N CommerceJobs with and without --metrics (scraped every 5 s), alternating: the operator's CPU time
               and peak RSS either way (--only-metrics-cost runs just this)
+  blocked     JMS #142: 100 to 10,000 jobs blocked on dependencies, and a stream of startable ones (bench/blocked.py)
+  backlog     N jobs waiting in one queue with maxRunning 4: slot freed -> next Job (bench/backlog.py)
+  scale       50,000 finished jobs present: RSS, restart to healthy and to new work
 and reads the operator's API requests from the apiserver's audit log and its peak RSS from /proc. Every time is
 reported with its baseline from the same run (a ratio), since the machine is shared and absolute times drift.
 Results go to bench/results/<time>.json, and a table to stdout.
@@ -20,50 +27,94 @@ Results go to bench/results/<time>.json, and a table to stdout.
 from __future__ import annotations
 
 import argparse
+import functools
+import gzip
 import json
+import os
 import platform
 import statistics
 import sys
 import tempfile
+import time
+import traceback
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import blocked
+from bench import backlog, blocked
 from bench.harness import BenchCluster, Scraper, percentile
+from bench.profile import EventCounter, Profiler
+from bench.profile import text as profile_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def run_size(bench: BenchCluster, n: int, rounds: int) -> dict[str, Any]:
-    """Native and operator runs alternate, ``rounds`` times each: the machine's drift then hits both alike, and the
-    median of the per-round ratios is reported."""
-    native: list[float] = []
-    operator: list[float] = []
+    """Three kinds of round, ``rounds`` times each, in a rotating order (the machine's drift then hits each alike):
+    native (2N Jobs at once), chained (N pairs, each second Job created when the first one's completion reaches a
+    plain client's watch) and operator (N CommerceJobs with one dependent each). The median of the per-round ratios
+    is reported, with the spread of the native rounds beside it: what the noise alone can explain. CPU seconds per
+    Job of the operator and of kube-controller-manager come from /proc/PID/stat around each round."""
+    seconds: dict[str, list[float]] = {"native": [], "chained": [], "operator": []}
+    cpu: dict[str, list[float]] = {"controller_manager_native": [], "controller_manager_operator": [], "operator": []}
     latencies: dict[str, float] = {}
     requests: Counter[str] = Counter()
+    kinds = list(seconds)
     for r in range(rounds):
-        native.append(bench.run_native_jobs(2 * n, prefix=f"native-{n}-{r}"))
-        audit_before = bench.audit_position()
-        seconds, latencies = bench.run_commercejobs(n, prefix=f"cj-{n}-{r}")
-        operator.append(seconds)
-        requests += bench.operator_requests(since=audit_before)
+        for kind in kinds[r % 3 :] + kinds[: r % 3]:
+            kcm, own = bench.controller_manager_cpu_seconds(), bench.operator_cpu_seconds()
+            if kind == "native":
+                seconds[kind].append(bench.run_native_jobs(2 * n, prefix=f"native-{n}-{r}"))
+                cpu["controller_manager_native"].append((bench.controller_manager_cpu_seconds() - kcm) / (2 * n))
+            elif kind == "chained":
+                seconds[kind].append(bench.run_chained(n, prefix=f"chained-{n}-{r}"))
+            else:
+                audit_before = bench.audit_position()
+                elapsed, latencies = bench.run_commercejobs(n, prefix=f"cj-{n}-{r}")
+                seconds[kind].append(elapsed)
+                cpu["controller_manager_operator"].append((bench.controller_manager_cpu_seconds() - kcm) / (2 * n))
+                cpu["operator"].append((bench.operator_cpu_seconds() - own) / (2 * n))
+                requests += bench.operator_requests(since=audit_before)
     writes = {k: v for k, v in requests.items() if k.split()[0] in ("create", "patch", "update", "delete")}
     commands = 2 * n * rounds
+    native, chained, operator = seconds["native"], seconds["chained"], seconds["operator"]
     ratios = [o / b for o, b in zip(operator, native, strict=True)]
+    ratios_chained = [o / c for o, c in zip(operator, chained, strict=True)]
+    chained_native = [c / b for c, b in zip(chained, native, strict=True)]
+    cpu_ratio = statistics.median(cpu["operator"]) / (statistics.median(cpu["controller_manager_native"]) or 1e-9)
     return {
         "size": n,
         "rounds": rounds,
         "native_seconds": [round(x, 2) for x in native],
+        "chained_seconds": [round(x, 2) for x in chained],
         "operator_seconds": [round(x, 2) for x in operator],
         "ratios": [round(x, 2) for x in ratios],
         "ratio_operator_native": round(statistics.median(ratios), 2),
+        "ratios_chained": [round(x, 2) for x in ratios_chained],
+        "ratio_operator_chained": round(statistics.median(ratios_chained), 2),
+        "ratio_chained_native": round(statistics.median(chained_native), 2),
+        "noise": {
+            "native_spread": _spread(native),
+            "chained_spread": _spread(chained),
+            "operator_spread": _spread(operator),
+        },
+        "cpu_seconds_per_job": {k: [round(x, 4) for x in v] for k, v in cpu.items()},
+        "cpu_ratio_operator_controller_manager": round(cpu_ratio, 2),
+        "cpu_controller_manager_native_spread": _spread(cpu["controller_manager_native"]),
         "creation_to_job_ms": latencies,
         "requests_per_job": {k: round(v / commands, 2) for k, v in sorted(requests.items())},
         "writes_per_job": round(sum(writes.values()) / commands, 2),
         "operator_rss_mib": bench.operator_rss_mib(),
     }
+
+
+def _spread(values: list[float]) -> float:
+    """(max - min) / median of a set of rounds: a ratio that differs from 1 by less than this is within the noise."""
+    if len(values) < 2:
+        return 0.0
+    return round((max(values) - min(values)) / (statistics.median(values) or 1e-9), 3)
 
 
 def run_steady(bench: BenchCluster, rate: float, seconds: float) -> dict[str, Any]:
@@ -77,32 +128,40 @@ def run_steady(bench: BenchCluster, rate: float, seconds: float) -> dict[str, An
     }
 
 
-def run_present(bench: BenchCluster, n: int) -> dict[str, Any]:
-    """N finished CommerceJobs present: a restart's time and writes, the memory it takes, and their clean-up."""
+def run_present(bench: BenchCluster, n: int, cleanup: bool = True) -> dict[str, Any]:
+    """N finished CommerceJobs present: a restart's time and writes, the memory it takes, and (with cleanup) the
+    time retention takes to delete them all."""
     bench.wait_all_final()
     bench.stop_operator()
     bench.clear_commercejobs()
+    began = time.monotonic()
     bench.populate_finished(n, prefix=f"done-{n}")
+    populated = time.monotonic() - began
     audit = bench.audit_position()
     healthy = bench.restart_operator()
     to_work = bench.time_to_first_job(f"probe-{n}")  # its own Job comes after the backlog of n keys
     restart_writes = bench.operator_writes(audit, exclude=f"probe-{n}")
     rss = bench.operator_rss_mib()
-    per_call, interval = 100, 1
-    bench.restart_operator({"retention": {"maxRetentionSucceeded": "1s", "maxRetention": "1s",
-                                          "perCall": per_call, "intervalSeconds": interval}})  # fmt: skip
-    cleanup = bench.wait_deleted(f"done-{n}")
-    bench.restart_operator()
-    return {
+    result: dict[str, Any] = {
         "present": n,
+        "populate_seconds": round(populated, 1),
         "restart_to_healthy_seconds": round(healthy, 2),
         "restart_to_new_job_seconds": round(to_work, 2),
         "restart_writes": restart_writes,
         "operator_rss_mib": rss,
-        "cleanup_seconds": round(cleanup, 1),
-        "cleanup_per_call": per_call,
-        "cleanup_interval_seconds": interval,
     }
+    if cleanup:
+        per_call, interval = 100, 1
+        bench.restart_operator({"retention": {"maxRetentionSucceeded": "1s", "maxRetention": "1s",
+                                              "perCall": per_call, "intervalSeconds": interval}})  # fmt: skip
+        result["cleanup_seconds"] = round(bench.wait_deleted(f"done-{n}"), 1)
+        result["cleanup_per_call"], result["cleanup_interval_seconds"] = per_call, interval
+    else:
+        bench.wait_all_final()
+        bench.stop_operator()  # the bench's own paged delete, without the operator's work for each DELETED event
+        bench.clear_commercejobs()
+    bench.restart_operator()
+    return result
 
 
 def run_metrics_cost(bench: BenchCluster, n: int, rounds: int, scrape_interval: float) -> dict[str, Any]:
@@ -154,13 +213,19 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = ["size | native s | operator s | median ratio | writes/job | RSS MiB | create->Job p50/p99 ms"]
+    lines = [
+        "size | native s | chained s | operator s | ratio vs native (native spread) | vs chained | chained/native | "
+        "CPU s/job operator vs controller-manager (ratio) | writes/job | RSS MiB | create->Job p50/p99 ms"
+    ]
     for r in results.get("sizes", []):
-        lat = r["creation_to_job_ms"]
-        native, operator = "/".join(map(str, r["native_seconds"])), "/".join(map(str, r["operator_seconds"]))
+        lat, noise, cpu = r["creation_to_job_ms"], r["noise"], r["cpu_seconds_per_job"]
+        native, chained, operator = ("/".join(map(str, r[f"{k}_seconds"])) for k in ("native", "chained", "operator"))
         lines.append(
-            f"{r['size']} | {native} | {operator} | {r['ratio_operator_native']} | "
-            f"{r['writes_per_job']} | {r['operator_rss_mib']} | {lat.get('p50')}/{lat.get('p99')}"
+            f"{r['size']} | {native} | {chained} | {operator} | {r['ratio_operator_native']} "
+            f"(+-{noise['native_spread']:.0%}) | {r['ratio_operator_chained']} | {r['ratio_chained_native']} | "
+            f"{statistics.median(cpu['operator']):.4f} vs {statistics.median(cpu['controller_manager_native']):.4f} "
+            f"({r['cpu_ratio_operator_controller_manager']}) | {r['writes_per_job']} | {r['operator_rss_mib']} | "
+            f"{lat.get('p50')}/{lat.get('p99')}"
         )
     steady = results.get("steady")
     if steady:
@@ -180,30 +245,73 @@ def table(results: dict[str, Any]) -> str:
             f"{'/'.join(map(str, cost['with']['rss_mib']))} with; a scrape (every {cost['scrape_interval_seconds']} s, "
             f"{cost['series']} series) p50 {cost['scrape_ms'].get('p50')} ms, p99 {cost['scrape_ms'].get('p99')} ms"
         )
-    for p in results.get("present", []):
+    for p in [*results.get("present", []), *results.get("scale", [])]:
+        cleanup = (
+            f"; clean-up of all in {p['cleanup_seconds']} s ({p['cleanup_per_call']} per round, rounds "
+            f"{p['cleanup_interval_seconds']} s apart)"
+            if "cleanup_seconds" in p
+            else ""
+        )
         lines.append(
             f"{p['present']} finished present: RSS {p['operator_rss_mib']} MiB; restart healthy in "
             f"{p['restart_to_healthy_seconds']} s, new work after {p['restart_to_new_job_seconds']} s, "
-            f"{p['restart_writes']} writes; clean-up of all in {p['cleanup_seconds']} s "
-            f"({p['cleanup_per_call']} per round, rounds {p['cleanup_interval_seconds']} s apart)"
+            f"{p['restart_writes']} writes{cleanup}"
         )
     return "\n".join(lines)
 
 
+class Results:
+    """The run's results file, written again as soon as each phase ends: a later failure (a 504, a timeout) never
+    loses a finished phase. A phase that fails is recorded with its error, and the run goes on to the next one."""
+
+    def __init__(self, path: Path, data: dict[str, Any]) -> None:
+        self.path = path
+        self.data = data
+        self.failed: list[str] = []
+        self.write()
+
+    def phase(self, name: str, run: Callable[[], Any]) -> None:
+        began = time.monotonic()
+        print(f"-- {name}", flush=True)
+        try:
+            self.data[name] = run()
+        except Exception:  # any failure of one phase: recorded, and the next phase runs
+            self.failed.append(name)
+            self.data.setdefault("errors", {})[name] = traceback.format_exc()
+            traceback.print_exc()
+        self.data.setdefault("phase_seconds", {})[name] = round(time.monotonic() - began, 1)
+        self.write()
+
+    def write(self) -> None:
+        self.path.parent.mkdir(exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2) + "\n")
+        tmp.replace(self.path)  # whole or not at all, even if the run is killed while writing
+
+
+PHASES = ("sizes", "steady", "present", "metrics_cost", "blocked", "backlog", "scale")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--sizes", default="100,1000")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating native/operator runs per size")
+    parser.add_argument(
+        "--phases", default=",".join(PHASES), help=f"the phases to run, in this order (default: all of {PHASES})"
+    )
+    parser.add_argument("--sizes", default="100,1000", help="N of the throughput rounds (native, chained, operator)")
+    parser.add_argument("--rounds", type=int, default=3, help="rotating native/chained/operator runs per size")
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--present", default="1000,10000", help="finished jobs present for restart/memory/clean-up")
+    parser.add_argument("--scale", default="50000", help="finished jobs present: RSS, restart (no clean-up timed)")
+    parser.add_argument("--backlog", default="100,1000,10000", help="CommerceJobs waiting in one queue (maxRunning 4)")
+    parser.add_argument("--backlog-samples", type=int, default=100, help="slots freed and measured per backlog size")
     parser.add_argument(
         "--controller-manager-qps", type=int, default=200,
         help="the Job controller's client rate; Kubernetes' default (20) makes it, not the operator, the bottleneck",
     )  # fmt: skip
-    parser.add_argument("--short", action="store_true", help="size 20, 10/s for 5 s: a smoke run")
+    parser.add_argument("--short", action="store_true", help="every phase at tiny sizes: a smoke run (CI)")
     parser.add_argument("--blocked", default="100,2000,10000", help="jobs blocked on dependencies (bench/blocked.py)")
-    parser.add_argument("--only-blocked", action="store_true", help="run the blocked phase only")
+    parser.add_argument("--only-blocked", action="store_true", help="run the blocked phase only (--phases blocked)")
     parser.add_argument(
         "--metrics-cost",
         type=int,
@@ -214,39 +322,92 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics-rounds", type=int, default=4, help="rounds of each (alternating)")
     parser.add_argument("--scrape-interval", type=float, default=5.0, help="seconds between scrapes of /metrics")
     parser.add_argument("--only-metrics-cost", action="store_true", help="run only the metrics cost")
+    parser.add_argument(
+        "--profile", default="", metavar="PHASES",
+        help="profile the operator with py-spy during these phases (e.g. sizes,steady): a summary of where its CPU "
+        "goes, to bench/results/<time>-profile-<phase>.txt and the results",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    blocked_sizes = [100, 1000] if args.short else [int(s) for s in args.blocked.split(",")]
-    sizes = [20] if args.short else [int(s) for s in args.sizes.split(",")]
-    present = [200] if args.short else [int(s) for s in args.present.split(",")]
+    profiled = {p.strip() for p in args.profile.split(",") if p.strip()}
+    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    if args.only_blocked:
+        phases = ["blocked"]
+    if args.only_metrics_cost:
+        phases = ["metrics_cost"]
+    if unknown := set(phases) - set(PHASES):
+        parser.error(f"unknown phases: {', '.join(sorted(unknown))} (known: {', '.join(PHASES)})")
+    if not args.metrics_cost and "metrics_cost" in phases:
+        phases.remove("metrics_cost")
+
+    def ints(text: str, short: list[int]) -> list[int]:
+        return short if args.short else [int(x) for x in text.split(",") if x]
+
+    sizes, present, scale = ints(args.sizes, [20]), ints(args.present, [200]), ints(args.scale, [300])
+    blocked_sizes, backlog_sizes = ints(args.blocked, [100, 1000]), ints(args.backlog, [20, 100])
+    backlog_samples = 10 if args.short else args.backlog_samples
+    rounds = 2 if args.short else args.rounds  # two, so that even the smoke run shows a spread
     rate, seconds = (10.0, 5.0) if args.short else (args.rate, args.seconds)
+    metrics_size, metrics_rounds = (20, 2) if args.short else (args.metrics_cost, args.metrics_rounds)
+    stream = (5.0, 10.0) if args.short else (10.0, 30.0)
+    run: dict[str, Callable[[BenchCluster], Any]] = {
+        "sizes": lambda bench: [run_size(bench, n, rounds) for n in sizes],
+        "steady": lambda bench: run_steady(bench, rate, seconds),
+        "present": lambda bench: [run_present(bench, n) for n in present],
+        "metrics_cost": lambda bench: run_metrics_cost(bench, metrics_size, metrics_rounds, args.scrape_interval),
+        "blocked": lambda bench: [blocked.run_blocked(bench, n, *stream) for n in blocked_sizes],
+        "backlog": lambda bench: [backlog.run_backlog(bench, n, backlog_samples) for n in backlog_sizes],
+        "scale": lambda bench: [run_present(bench, n, cleanup=False) for n in scale],
+    }
     started = datetime.now(UTC)
+    out = RESULTS / f"{started.strftime('%Y%m%dT%H%M%SZ')}{'-short' if args.short else ''}.json"
+    results = Results(out, {
+        "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": {"cpus": _cpus(), "python": platform.python_version(), "node": platform.node(),
+                    "load_average_at_start": list(os.getloadavg())},
+        "commit": _commit(),
+        "controller_manager_qps": args.controller_manager_qps,
+        "argv": sys.argv[1:] if argv is None else argv,
+    })  # fmt: skip
     with (
         tempfile.TemporaryDirectory(prefix="commerce-jobs-bench-") as tmp,
         BenchCluster(Path(tmp), args.controller_manager_qps) as bench,
     ):
-        results: dict[str, Any] = {
-            "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "machine": {"cpus": _cpus(), "python": platform.python_version(), "node": platform.node()},
-            "commit": _commit(),
-            "controller_manager_qps": args.controller_manager_qps,
-        }
-        if not (args.only_metrics_cost or args.only_blocked):
-            results["sizes"] = [run_size(bench, n, 1 if args.short else args.rounds) for n in sizes]
-            results["steady"] = run_steady(bench, rate, seconds)
-            results["present"] = [run_present(bench, n) for n in present]
-        metrics_size, metrics_rounds = (20, 2) if args.short else (args.metrics_cost, args.metrics_rounds)
-        if metrics_size and not args.only_blocked:
-            results["metrics_cost"] = run_metrics_cost(bench, metrics_size, metrics_rounds, args.scrape_interval)
-        if not args.only_metrics_cost:
-            stream = (5.0, 10.0) if args.short else (10.0, 30.0)
-            results["blocked"] = [blocked.run_blocked(bench, n, *stream) for n in blocked_sizes]
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"{started.strftime('%Y%m%dT%H%M%SZ')}{'-short' if args.short else ''}.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(table(results))
-    print(blocked.table(results["blocked"]))
+        for phase in phases:
+            if phase in profiled:
+                results.phase(phase, functools.partial(_profiled, phase, run[phase], bench, results, Path(tmp)))
+            else:
+                results.phase(phase, functools.partial(run[phase], bench))
+    results.data["machine"]["load_average_at_end"] = list(os.getloadavg())
+    results.write()
+    print(table(results.data))
+    if results.data.get("blocked"):
+        print(blocked.table(results.data["blocked"]))
+    if results.data.get("backlog"):
+        print(backlog.table(results.data["backlog"]))
     print(f"results: {out}")
+    if results.failed:
+        print(f"failed phases: {', '.join(results.failed)} (their tracebacks are in the results)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _profiled(phase: str, run: Callable[[BenchCluster], Any], bench: BenchCluster, results: Results, tmp: Path) -> Any:
+    """Runs a phase with py-spy on the operator (until the phase ends, or restarts the operator), and writes the
+    profile's summary beside the results."""
+    if bench.operator is None:
+        raise RuntimeError("no operator to profile")
+    counter = EventCounter(bench)  # the watch events that the operator's streams receive, per stream
+    profiler = Profiler(bench.operator.pid, tmp / f"profile-{phase}.raw")
+    try:
+        value = run(bench)
+    finally:
+        summary = profiler.stop()
+        summary["watch_events"] = counter.stop()
+        results.data.setdefault("profiles", {})[phase] = summary
+        results.path.with_name(f"{results.path.stem}-profile-{phase}.txt").write_text(profile_text(phase, summary))
+        raw = profiler.raw.read_bytes() if profiler.raw.exists() else b""  # the samples, to summarize again
+        results.path.with_name(f"{results.path.stem}-profile-{phase}.raw.gz").write_bytes(gzip.compress(raw))
+    return value
 
 
 def _commit() -> str:

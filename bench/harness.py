@@ -4,6 +4,7 @@ running as a real process under its own ServiceAccount (so that its requests can
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import math
 import os
@@ -14,12 +15,13 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import urllib3
 import yaml
 from kubernetes import client, config, watch
 
@@ -36,6 +38,29 @@ AUDIT_POLICY = {
     "omitStages": ["RequestReceived"],
     "rules": [{"level": "Metadata", "users": [OPERATOR_USER]}, {"level": "None"}],
 }
+
+
+# What a busy apiserver answers for a while and then no more: a retry, not the end of the run (a 504 of a
+# delete_collection of 1,000 jobs once ended a bench after 8 minutes, and every figure measured was lost).
+TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
+PAGE = 500  # items per list call, and per page of a bulk delete
+
+
+def retrying(call: Callable[..., Any], *args: Any, attempts: int = 8, **kwargs: Any) -> Any:
+    """Calls the API, again after a transient failure (a 5xx, 429 or timeout), with a growing pause."""
+    delay = 0.5
+    for attempt in range(attempts):
+        try:
+            return call(*args, **kwargs)
+        except client.ApiException as e:
+            if e.status not in TRANSIENT_STATUS or attempt == attempts - 1:
+                raise
+        except (urllib3.exceptions.HTTPError, OSError):
+            if attempt == attempts - 1:
+                raise
+        time.sleep(delay)  # back off: the apiserver is overloaded, asking at once would make it worse
+        delay = min(delay * 2, 10.0)
+    raise AssertionError("unreachable")
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -57,7 +82,7 @@ class Recorder:
         self.ready.wait(30)
 
     def _run(self) -> None:
-        version = self.list_fn()["metadata"]["resourceVersion"]
+        version = retrying(self.list_fn)["metadata"]["resourceVersion"]
         self.ready.set()
         while not self.stopped.is_set():
             try:
@@ -69,7 +94,13 @@ class Recorder:
                         return
             except client.ApiException as e:
                 if e.status == 410:
-                    version = self.list_fn()["metadata"]["resourceVersion"]
+                    version = retrying(self.list_fn)["metadata"]["resourceVersion"]
+                elif e.status not in TRANSIENT_STATUS:
+                    raise
+                else:
+                    time.sleep(0.5)  # the apiserver is overloaded: watch again in a moment, from the same version
+            except (urllib3.exceptions.HTTPError, OSError):
+                time.sleep(0.5)  # a dropped stream: watch again from the last version seen, nothing is missed
 
     def stop(self) -> None:
         self.stopped.set()
@@ -140,17 +171,20 @@ class BenchCluster:
 
         def one(i: int) -> None:
             name = f"{prefix}-{i}"
-            self.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "commercejobs", {
-                "apiVersion": f"{GROUP}/{VERSION}", "kind": "CommerceJob", "metadata": {"name": name},
-                "spec": {"command": "silver:import", "params": ["tmp"]},
-            })  # fmt: skip
+            try:
+                retrying(self.custom.create_namespaced_custom_object, GROUP, VERSION, NAMESPACE, "commercejobs", {
+                    "apiVersion": f"{GROUP}/{VERSION}", "kind": "CommerceJob", "metadata": {"name": name},
+                    "spec": {"command": "silver:import", "params": ["tmp"]},
+                })  # fmt: skip
+            except client.ApiException as e:
+                if e.status != 409:  # a retried create whose first try did go through
+                    raise
             status = {"state": "Finished", "attempts": 1, "exitCode": 0, "startTime": now, "completionTime": now,
                       "output": output, "reason": "Completed", "message": "silver:import succeeded",
                       "conditions": [{"type": "Succeeded", "status": "True", "reason": "Completed",
                                       "message": "silver:import succeeded", "lastTransitionTime": now}]}  # fmt: skip
-            self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, NAMESPACE, "commercejobs", name, {"status": status}
-            )
+            retrying(self.custom.patch_namespaced_custom_object_status,
+                     GROUP, VERSION, NAMESPACE, "commercejobs", name, {"status": status})  # fmt: skip
 
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(one, range(count)))
@@ -171,29 +205,60 @@ class BenchCluster:
         recorder.stop()
         return time.monotonic() - start
 
+    def commercejobs(self, page: int = PAGE) -> Iterator[dict[str, Any]]:
+        """Every CommerceJob, listed in pages (50,000 in one answer would time out on a busy apiserver)."""
+        token: str | None = None
+        while True:
+            listing = retrying(self.custom.list_namespaced_custom_object, GROUP, VERSION, NAMESPACE, "commercejobs",
+                               limit=page, _continue=token)  # fmt: skip
+            yield from listing["items"]
+            token = listing["metadata"].get("continue")
+            if not token:
+                return
+
     def wait_all_final(self, timeout: float = 3600) -> None:
         """Until every CommerceJob is final, so that the next measurement sees no earlier work."""
         final = {"Finished", "Failed", "Terminated", "Canceled", "Incomplete"}
         start = time.monotonic()
         while time.monotonic() - start < timeout:
-            items = self.custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "commercejobs")["items"]
-            if all((o.get("status") or {}).get("state") in final for o in items):
+            if all((o.get("status") or {}).get("state") in final for o in self.commercejobs()):
                 return
             time.sleep(1)  # a benchmark's coarse poll of a bulk outcome
         raise TimeoutError("CommerceJobs still running")
 
-    def clear_commercejobs(self) -> None:
-        """Deletes every CommerceJob of earlier phases, so that a clean-up phase times only its own jobs (retention
-        deletes the oldest first)."""
-        self.custom.delete_collection_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "commercejobs")
-        self.wait_deleted("")
+    def clear_commercejobs(self, prefix: str = "") -> int:
+        """Deletes every CommerceJob (whose name starts with prefix) of earlier phases, so that a phase times only its
+        own jobs (retention deletes the oldest first). Paged, and each delete retried: never one delete_collection of
+        everything, which a busy apiserver answers with a 504. Returns how many were deleted."""
+        deleted = 0
+        with ThreadPoolExecutor(8) as pool:
+            while True:
+                names = [o["metadata"]["name"] for o in itertools.islice(self._deletable(prefix), PAGE)]
+                if not names:
+                    break
+                deleted += sum(pool.map(self._delete_commercejob, names))
+        self.wait_deleted(prefix)
+        return deleted
+
+    def _deletable(self, prefix: str) -> Iterator[dict[str, Any]]:
+        for o in self.commercejobs():
+            if o["metadata"]["name"].startswith(prefix) and not o["metadata"].get("deletionTimestamp"):
+                yield o
+
+    def _delete_commercejob(self, name: str) -> int:
+        try:
+            retrying(self.custom.delete_namespaced_custom_object, GROUP, VERSION, NAMESPACE, "commercejobs", name)
+        except client.ApiException as e:
+            if e.status != 404:  # gone already (the operator's retention, or an earlier try that did go through)
+                raise
+            return 0
+        return 1
 
     def wait_deleted(self, prefix: str, timeout: float = 3600) -> float:
         """Seconds until no CommerceJob whose name starts with prefix is left."""
         start = time.monotonic()
         while time.monotonic() - start < timeout:
-            items = self.custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "commercejobs")["items"]
-            if not any(o["metadata"]["name"].startswith(prefix) for o in items):
+            if not any(o["metadata"]["name"].startswith(prefix) for o in self.commercejobs()):
                 return time.monotonic() - start
             time.sleep(1)  # a benchmark's coarse poll of a bulk outcome; each deletion is the operator's doing
         raise TimeoutError(f"{prefix}* still exist")
@@ -253,6 +318,39 @@ class BenchCluster:
         finished.wait(3600)
         elapsed = time.monotonic() - start
         recorder.stop()
+        return elapsed
+
+    def run_chained(self, n: int, prefix: str) -> float:
+        """The floor of "a dependent after success", without the operator: N first Jobs at once, and a plain client
+        that creates each one's second Job when the first one's completion reaches it through a watch. Seconds until
+        every second Job is complete."""
+        done: set[str] = set()
+        chained: set[str] = set()
+        finished = threading.Event()
+        lock = threading.Lock()
+        pool = ThreadPoolExecutor(8)  # a client's few workers, as the operator has: the watch thread never waits
+
+        def on_job(kind: str, job: dict[str, Any], _: float) -> None:
+            name = job["metadata"]["name"]
+            if not name.startswith(prefix) or not _complete(job):
+                return
+            with lock:
+                if name.endswith("-a") and name not in chained:
+                    chained.add(name)
+                    pool.submit(retrying, self.batch.create_namespaced_job, NAMESPACE, _native_job(name[:-2] + "-b"))
+                elif name.endswith("-b"):
+                    done.add(name)
+                    if len(done) >= n:
+                        finished.set()
+
+        recorder = Recorder(self._list_jobs_raw, on_job)
+        start = time.monotonic()
+        for i in range(n):
+            self.batch.create_namespaced_job(NAMESPACE, _native_job(f"{prefix}-{i}-a"))
+        finished.wait(3600)
+        elapsed = time.monotonic() - start
+        recorder.stop()
+        pool.shutdown(wait=True)
         return elapsed
 
     def _list_jobs_raw(self, **kwargs: Any) -> Any:
@@ -373,11 +471,13 @@ class BenchCluster:
         return counts
 
     def operator_cpu_seconds(self) -> float:
-        """User and system CPU time of the operator's process so far (/proc/PID/stat, in clock ticks)."""
-        if self.operator is None:
-            return 0.0
-        fields = Path(f"/proc/{self.operator.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+        """User and system CPU time of the operator's process so far."""
+        return cpu_seconds(self.operator.pid) if self.operator is not None else 0.0
+
+    def controller_manager_cpu_seconds(self) -> float:
+        """The same for kube-controller-manager (its Job controller does for a Job what the operator does for a
+        CommerceJob: a watch event, a decision, a create)."""
+        return cpu_seconds(int(self.cluster.status()["processes"]["kube-controller-manager"]["pid"]))
 
     def operator_rss_mib(self) -> float:
         if self.operator is None:
@@ -386,6 +486,12 @@ class BenchCluster:
             if line.startswith("VmHWM:"):
                 return round(int(line.split()[1]) / 1024, 1)
         return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (/proc/PID/stat, in clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def _complete(job: dict[str, Any]) -> bool:
