@@ -103,9 +103,8 @@ kubernetes_ldflags() {
 }
 
 build_kubernetes() {
-  local v="$KUBERNETES_VERSION"
+  local v="$KUBERNETES_VERSION" stage
   cached kubernetes "$v" kube-apiserver kube-controller-manager kube-scheduler kubectl && return
-  local stage
   stage="$(new_stage kubernetes "$v" "kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (cold: ~20 min)")"
   kubernetes_wrapper "$CACHE/wrappers/kubernetes-$v" "$v"
   go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@$v" "k8s.io/kubernetes/cmd/kube-controller-manager@$v" \
@@ -120,9 +119,8 @@ build_kubernetes() {
 # The real node's kubelet and kube-proxy: same version and technique as build_kubernetes, in a wrapper and a tool
 # directory of their own, so that the control plane's cache stays valid. With a warm Go cache: about 1 min.
 build_kubernetes_node() {
-  local v="$KUBERNETES_VERSION"
+  local v="$KUBERNETES_VERSION" stage
   cached kubernetes-node "$v" kubelet kube-proxy && return
-  local stage
   stage="$(new_stage kubernetes-node "$v" "kubelet, kube-proxy (cold: ~7 min, warm Go cache: ~1 min)")"
   kubernetes_wrapper "$CACHE/wrappers/kubernetes-node-$v" "$v"
   go get -tool "k8s.io/kubernetes/cmd/kubelet@$v" "k8s.io/kubernetes/cmd/kube-proxy@$v"
@@ -136,9 +134,8 @@ build_kubernetes_node() {
 # containerd 2.x, its runc shim and ctr. Static (no cgo): no btrfs snapshotter (it needs cgo), and the pure-Go user
 # and DNS lookups. runc itself comes from Debian.
 build_containerd() {
-  local v="$CONTAINERD_VERSION"
+  local v="$CONTAINERD_VERSION" stage mod="github.com/containerd/containerd/v2"
   cached containerd "$v" containerd containerd-shim-runc-v2 ctr && return
-  local stage mod="github.com/containerd/containerd/v2"
   stage="$(new_stage containerd "$v" "containerd, containerd-shim-runc-v2, ctr (~3 min)")"
   GOBIN="$stage" go install -trimpath -tags "no_btrfs osusergo netgo" \
     -ldflags "-s -w -X $mod/version.Version=$v -X $mod/version.Package=$mod" \
@@ -189,9 +186,8 @@ PY
 }
 
 build_etcd() {
-  local v="$ETCD_VERSION"
+  local v="$ETCD_VERSION" stage wrap
   cached etcd "$v" etcd && return
-  local stage wrap
   stage="$(new_stage etcd "$v")"
   wrap="$CACHE/wrappers/etcd-$v"
   new_wrapper "$wrap"
@@ -208,9 +204,8 @@ build_etcd() {
 }
 
 build_kwok() {
-  local v="$KWOK_VERSION"
+  local v="$KWOK_VERSION" stage src
   cached kwok "$v" kwok && return
-  local stage src
   stage="$(new_stage kwok "$v")"
   GOBIN="$stage" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$v"
   # kwok does not install its own CRDs; keep the ones for Logs and ClusterLogs beside the binary.
@@ -222,9 +217,8 @@ build_kwok() {
 }
 
 build_helm() {
-  local v="$HELM_VERSION"
+  local v="$HELM_VERSION" stage major
   cached helm "$v" helm && return
-  local stage major
   stage="$(new_stage helm "$v")"
   major="${v%%.*}"
   GOBIN="$stage" go install -trimpath \
