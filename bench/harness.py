@@ -311,14 +311,7 @@ class BenchCluster:
                 if len(done) >= count:
                     finished.set()
 
-        recorder = Recorder(self._list_jobs_raw, on_job)
-        start = time.monotonic()
-        for i in range(count):
-            self.batch.create_namespaced_job(NAMESPACE, _native_job(f"{prefix}-{i}"))
-        finished.wait(3600)
-        elapsed = time.monotonic() - start
-        recorder.stop()
-        return elapsed
+        return self._timed_jobs([f"{prefix}-{i}" for i in range(count)], on_job, finished)
 
     def run_chained(self, n: int, prefix: str) -> float:
         """The floor of "a dependent after success", without the operator: N first Jobs at once, and a plain client
@@ -343,14 +336,21 @@ class BenchCluster:
                     if len(done) >= n:
                         finished.set()
 
+        elapsed = self._timed_jobs([f"{prefix}-{i}-a" for i in range(n)], on_job, finished)
+        pool.shutdown(wait=True)
+        return elapsed
+
+    def _timed_jobs(
+        self, names: list[str], on_job: Callable[[str, dict[str, Any], float], None], finished: threading.Event
+    ) -> float:
+        """Seconds from creating plain Jobs called ``names`` until ``on_job``, fed by a Job watch, sets ``finished``."""
         recorder = Recorder(self._list_jobs_raw, on_job)
         start = time.monotonic()
-        for i in range(n):
-            self.batch.create_namespaced_job(NAMESPACE, _native_job(f"{prefix}-{i}-a"))
+        for name in names:
+            self.batch.create_namespaced_job(NAMESPACE, _native_job(name))
         finished.wait(3600)
         elapsed = time.monotonic() - start
         recorder.stop()
-        pool.shutdown(wait=True)
         return elapsed
 
     def _list_jobs_raw(self, **kwargs: Any) -> Any:

@@ -27,8 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from commerce_jobs.fields import spec_of, status_of
-from commerce_jobs.fields import state_of as state_of  # read here by other modules too
+from commerce_jobs.fields import spec_of, state_of, status_of
 from commerce_jobs.lifecycle import (
     CANCELED,
     FAILED,
