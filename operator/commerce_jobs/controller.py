@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -204,13 +204,25 @@ class CommerceJobController:
         return self.actions.dependents(key, cjob, status["state"]) != (status.get("dependents") or [])
 
     # -- workers --------------------------------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, synced: asyncio.Event | None = None) -> None:
+        """Starts the workers and the retention loop; with ``synced``, they begin to act once it is set: when the
+        watch streams have listed every object (controller_streams.py). Before that, a job could be admitted while
+        the running jobs of its queue were not listed yet, and retention could delete a job that a job not listed
+        yet waits for."""
         self.retention.prepare()
+
+        async def when_synced(work: Callable[[], Awaitable[None]]) -> None:
+            if synced is not None:
+                await synced.wait()
+            await work()
+
+        def worker() -> Awaitable[None]:
+            return serve(self.queue, self.reconcile, log)
+
         self._tasks = [
-            asyncio.create_task(serve(self.queue, self.reconcile, log), name=f"commercejob-worker-{i}")
-            for i in range(self.workers)
+            asyncio.create_task(when_synced(worker), name=f"commercejob-worker-{i}") for i in range(self.workers)
         ]
-        self._tasks.append(asyncio.create_task(self.retention.run(), name="retention"))
+        self._tasks.append(asyncio.create_task(when_synced(self.retention.run), name="retention"))
         self.events.start()
         # `kill -USR1 <pid>` logs the sizes of the caches: memory that a long-running operator holds, at a glance.
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread, not POSIX

@@ -1,5 +1,6 @@
 """Everything that kopf calls, registered in one place (importing this module registers it): the login, the
-start-up that builds the controllers and tunes kopf, the clean-up, and the watch handlers.
+start-up that builds the controllers, starts the CommerceJob controller's own watch streams and tunes kopf, the
+clean-up, and the cron controller's watch handlers.
 
 The watch handlers are thin: each event only updates a controller's cache and queues what it concerns. They are
 coroutines on purpose: kopf runs plain functions in a thread pool, and the caches are only ever touched from the
@@ -18,15 +19,18 @@ import aiohttp
 import kopf
 
 from commerce_jobs import metrics
-from commerce_jobs.api_names import COMMERCECRONJOBS, COMMERCEJOBS, GROUP, MANAGED_BY, VERSION
+from commerce_jobs.api_names import COMMERCECRONJOBS, GROUP, MANAGED_BY, VERSION
+from commerce_jobs.controller_streams import ControllerStreams
 from commerce_jobs.cron_controller import controllers
 from commerce_jobs.kubeapi import KubeApi
 from commerce_jobs.kubeclient import WORKERS, api_client
 from commerce_jobs.leader import LeaderElection, LeaderSettings
 from commerce_jobs.probes import Phase
 from commerce_jobs.watchhealth import trace_config
+from commerce_jobs.watchstream import PAGE_SIZE, Connect
 
-SERVER_TIMEOUT, CLIENT_TIMEOUT = 300, 330  # seconds: kopf's watch requests
+SERVER_TIMEOUT, CLIENT_TIMEOUT, CONNECT_TIMEOUT = 300, 330, 30  # seconds: the watch requests (kopf's and ours)
+log = logging.getLogger("commerce_jobs.login")
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -43,6 +47,16 @@ class NoDiffBase(kopf.DiffBaseStorage):
         pass
 
 
+def _session(info: kopf.ConnectionInfo, *trace_configs: aiohttp.TraceConfig) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, ssl=info.as_ssl_context()),
+        headers=info.as_http_headers(),
+        proxy=info.proxy_url,
+        trust_env=info.trust_env,
+        trace_configs=[*trace_configs, metrics.kopf_trace_config()],  # every request counts in the metrics
+    )
+
+
 @kopf.on.login()
 async def login(logger: kopf.Logger, settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Any:
     """kopf's own login (from the kubeconfig or the ServiceAccount), on a session whose LIST and WATCH requests are
@@ -50,17 +64,23 @@ async def login(logger: kopf.Logger, settings: kopf.OperatorSettings, memo: kopf
     info = kopf.login_via_client(logger=logger, settings=settings)
     if info is None:
         return None
-    session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, ssl=info.as_ssl_context()),
-        headers=info.as_http_headers(),
-        proxy=info.proxy_url,
-        trust_env=info.trust_env,
-        trace_configs=[trace_config(memo.watch_health), metrics.kopf_trace_config()],  # kopf's requests count too
-    )
     return kopf.AiohttpSession(
-        aiohttp_session=session, server=info.server, default_namespace=info.default_namespace,
-        priority=info.priority, expiration=info.expiration,
+        aiohttp_session=_session(info, trace_config(memo.watch_health)), server=info.server,
+        default_namespace=info.default_namespace, priority=info.priority, expiration=info.expiration,
     )  # fmt: skip
+
+
+def _connect(settings: kopf.OperatorSettings) -> Connect:
+    """The controller's own streams log in as kopf does, afresh for each session (a rotated token is read again);
+    they tell WatchHealth themselves (a stream is listed only once its whole LIST is read), so no trace of it."""
+
+    async def connect() -> tuple[aiohttp.ClientSession, str]:
+        info = await asyncio.to_thread(kopf.login_via_client, logger=log, settings=settings)
+        if info is None:
+            raise RuntimeError("no credentials for the apiserver (no kubeconfig, no ServiceAccount)")
+        return _session(info), info.server.rstrip("/")
+
+    return connect
 
 
 async def _lead(memo: kopf.Memo) -> None:
@@ -94,21 +114,16 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.posting.level = logging.WARNING
     # The resources are known: no watch of CRDs or namespaces (nor the RBAC rights for one).
     settings.scanning.disabled = True
-    # Only the Jobs that the operator made are streamed to it.
-    managed = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
-    settings.watching.label_selectors["batch", "jobs"] = managed
-    settings.watching.label_selectors["v1", "pods"] = managed
-    settings.watching.label_selectors["batch", "cronjobs"] = managed
-    # The initial LIST comes in pages: 10,000 finished jobs with their output tails, parsed at once, would be the
-    # operator's peak memory.
-    settings.watching.chunk_size = 500
+    # Only the CronJobs that the operator made are streamed to it.
+    settings.watching.label_selectors["batch", "cronjobs"] = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
+    settings.watching.chunk_size = PAGE_SIZE
     # kopf keeps a task per object for idle_timeout after its last event. At a restart every object has an event at
     # once, so with the default 5 s all 10,000 tasks lived together: 189 MiB peak, against 130 MiB with 0.1 s.
     settings.queueing.idle_timeout = 0.1
     # Watches that go quiet behind a proxy are restarted instead of hanging for ever.
     settings.watching.server_timeout = SERVER_TIMEOUT
     settings.watching.client_timeout = CLIENT_TIMEOUT
-    settings.watching.connect_timeout = 30
+    settings.watching.connect_timeout = CONNECT_TIMEOUT
     # The workers' API calls run in the default executor: on 2 cores it has 6 threads, fewer than the workers.
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(WORKERS + 4, thread_name_prefix="kubeapi")
@@ -122,7 +137,13 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         console = Console(controller, api_client(), memo.namespaces, memo.console_settings)
         await console.start()  # first: a port in use fails the start before any worker runs
         memo.console = console
-    controller.start()
+    streams = ControllerStreams(
+        controller, memo.namespaces, _connect(settings), memo.watch_health,
+        SERVER_TIMEOUT, CLIENT_TIMEOUT, CONNECT_TIMEOUT,
+    )  # fmt: skip
+    controller.start(streams.synced)
+    streams.start()
+    memo.streams = streams
     crons.start()
     if memo.get("metrics") is not None:
         memo.metrics.metrics.attach(controller, crons, memo.watch_health)
@@ -135,7 +156,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     memo.phase = Phase.STOPPING
     # The Lease last: it is given up only once no worker acts any more.
-    for name in ("metrics", "console", "crons", "controller", "election"):
+    for name in ("metrics", "console", "crons", "streams", "controller", "election"):
         component = memo.get(name)
         if component is not None:
             await component.stop()
@@ -143,11 +164,9 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 # -- the watch handlers ------------------------------------------------------------------------------------------
 # (group, version, plural, whether only the operator's own objects are streamed, the controller in kopf's memo, and
-# its method that observes an event). The batch objects and pods are selected by their managed-by label.
+# its method that observes an event). The CronJobs are selected by their managed-by label. The CommerceJobs, their
+# Jobs and their pods, a hundred times busier, have streams of their own (controller_streams.py).
 WATCHES = (
-    (GROUP, VERSION, COMMERCEJOBS, False, "controller", "observe_commercejob"),
-    ("batch", "v1", "jobs", True, "controller", "observe_job"),
-    ("", "v1", "pods", True, "controller", "observe_pod"),
     (GROUP, VERSION, COMMERCECRONJOBS, False, "crons", "observe_cron"),
     ("batch", "v1", "cronjobs", True, "crons", "observe_cronjob"),
 )

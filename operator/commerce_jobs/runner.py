@@ -39,14 +39,15 @@ TERMINATION_LOG = Path("/dev/termination-log")
 
 
 def _workers_running(memo: kopf.Memo) -> bool:
-    # The controllers' worker tasks (and the retention loop): each serves for ever, so one that is done has died.
-    tasks = [*memo.controller.tasks, *memo.crons.tasks]
+    # The controllers' worker tasks, the retention loop and the controller's watch streams: each runs for ever, so
+    # one that is done has died.
+    tasks = [*memo.controller.tasks, *memo.crons.tasks, *memo.streams.tasks]
     return bool(tasks) and not any(task.done() for task in tasks)
 
 
 def _watched_paths(insights: Insights) -> set[str]:
-    """The URL paths of the watch streams that kopf opens: each watched resource in each served namespace (None:
-    cluster-wide). Empty until kopf has chosen them, a moment after its start."""
+    """The URL paths of the watch streams that kopf opens (the cron controller's): each watched resource in each
+    served namespace (None: cluster-wide). Empty until kopf has chosen them, a moment after its start."""
     return {r.get_url(namespace=ns) for r in insights.watched_resources for ns in insights.namespaces}
 
 
@@ -64,7 +65,7 @@ def snapshot(memo: kopf.Memo, insights: Insights) -> Snapshot:
         return Snapshot(phase, serves_console)
     health: WatchHealth = memo.watch_health
     now = time.monotonic()
-    expected = _watched_paths(insights)
+    expected = _watched_paths(insights) | memo.streams.paths
     return Snapshot(
         phase, serves_console, watch_problems=health.problems(now),
         unlisted=health.unlisted(expected) if expected else ["(the watched resources are not chosen yet)"],
