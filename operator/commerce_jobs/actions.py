@@ -34,6 +34,9 @@ log = logging.getLogger("commerce_jobs.controller")
 
 Event = tuple[str, str, str]  # (type, reason, message)
 
+# An attempt's Started Event waits this long: an attempt that ends sooner has only its end's Event (events.py).
+START_EVENT_HOLD = 2.0
+
 STATE_EVENTS = {
     lifecycle.FINISHED: ("Normal", "Finished"),
     lifecycle.FAILED: ("Warning", "Failed"),
@@ -225,7 +228,8 @@ class JobActions:
         if event:
             event_type, reason, message = event
             log.info("%s/%s: %s: %s", namespace, name, reason, message)
-            self.events.record(updated, "CommerceJob", reason, message, event_type)
+            hold = START_EVENT_HOLD if reason == "Started" else 0
+            self.events.record(updated, "CommerceJob", reason, message, event_type, hold)
 
 
 def _job_name(cjob: dict[str, Any], attempt: int) -> str | None:

@@ -61,3 +61,32 @@ def test_an_event_that_cannot_be_posted_does_not_stop_the_others() -> None:
 
     asyncio.run(scenario())
     assert posted == ["Finished"]
+
+
+def test_a_held_event_is_replaced_by_a_later_event_of_the_same_object_and_posted_otherwise() -> None:
+    posted: list[tuple[str, str]] = []
+    released = threading.Event()
+
+    def post(obj: dict[str, Any], kind: str, reason: str, message: str, event_type: str) -> None:
+        posted.append((obj["metadata"]["name"], reason))
+        if obj["metadata"]["name"] == "long":
+            released.set()
+
+    async def scenario() -> None:
+        recorder = EventRecorder(post)
+        recorder.start()
+        short, long = (_job(name) for name in ("short", "long"))
+        recorder.record(short, "CommerceJob", "Started", "attempt 1", hold=60)
+        recorder.record(long, "CommerceJob", "Started", "attempt 1", hold=0.05)
+        recorder.record(short, "CommerceJob", "Finished", "exit code 0")  # within its Started's hold
+        assert recorder.pending == 2
+        assert await asyncio.to_thread(released.wait, 10)  # the long one's hold ran out: posted alone
+        recorder.record(_job("later"), "CommerceJob", "Started", "attempt 1", hold=60)
+        await recorder.stop()  # what is still held is posted, not lost
+
+    asyncio.run(scenario())
+    assert sorted(posted) == [("later", "Started"), ("long", "Started"), ("short", "Finished")]
+
+
+def _job(name: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "shop", "uid": f"uid-{name}"}}
