@@ -164,9 +164,11 @@ class KubeApi:
         """The exit code and the output tail of the newest pod of a Job; empty when no pod is left. ``known`` is the
         outcome that the pod watch reported, if it did: then only the log is read. A report from before the pod's end
         (its container had exited, the kubelet had not yet written the pod's phase and reason, e.g. DeadlineExceeded)
-        is not enough: then the pod is read."""
+        is not enough: then the pod is read, if it is still there."""
         usable = known is not None and known.exit_code is not None and known.ended
         outcome = known if usable else self._newest_pod(namespace, job_name)
+        if outcome is None and known is not None and known.exit_code is not None:
+            outcome = known  # its pod is gone since: what the watch saw of it is all there is
         if outcome is None:
             return AttemptResult(None, "", False, "its pod is gone")
         try:
