@@ -120,6 +120,7 @@ def test_max_runtime_stops_the_real_process_keeps_its_own_reason_and_what_it_pri
     assert (status["state"], status["reason"]) == ("Terminated", "MaxRuntimeExceeded")
     assert status.get("exitCode") is None
     lines = status["output"].splitlines()
+    assert lines, "status.output is empty: the pod's log was not read"
     assert lines[0].startswith("Working for 313 seconds (pid "), status["output"]
     progress = lines[1:-1]
     assert progress, status["output"]
