@@ -25,6 +25,14 @@ from commerce_jobs.names import shortened
 DEFAULT_CONSOLE = ["php", "bin/console"]
 MAX_JOB_NAME = 63  # a Job's name becomes a label value of its pods
 
+# maxRuntimeSeconds is the pod's activeDeadlineSeconds: past it, the kubelet stops the container (SIGTERM, then SIGKILL
+# after the pod's grace period) and the pod stays, Failed with reason DeadlineExceeded, its log readable: the job's
+# output. The Job's own activeDeadlineSeconds is only a safety net for a pod whose deadline never started (it never
+# reached a node); it comes after the pod's deadline and the grace period, because when it passes the Job controller
+# deletes the pod at once, and its log with it.
+POD_GRACE_SECONDS = 30  # Kubernetes' default terminationGracePeriodSeconds: the builder sets none
+JOB_DEADLINE_MARGIN_SECONDS = POD_GRACE_SECONDS + 30
+
 # The restricted Pod Security Standard: what a job pod gets unless the defaults or the job loosen it.
 RESTRICTED_POD_SECURITY: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 RESTRICTED_CONTAINER_SECURITY: dict[str, Any] = {
@@ -144,7 +152,8 @@ def job_manifest(cjob: dict[str, Any], attempt: int, config: OperatorConfig) -> 
         },
     }
     if spec.get("maxRuntimeSeconds"):
-        job_spec["activeDeadlineSeconds"] = int(spec["maxRuntimeSeconds"])
+        pod_spec["activeDeadlineSeconds"] = int(spec["maxRuntimeSeconds"])
+        job_spec["activeDeadlineSeconds"] = int(spec["maxRuntimeSeconds"]) + JOB_DEADLINE_MARGIN_SECONDS
 
     return {
         "apiVersion": "batch/v1",

@@ -25,7 +25,7 @@ from commerce_jobs.api_names import (
 )
 from commerce_jobs.fields import status_of
 from commerce_jobs.jobpods import job_pods, newest_pod
-from commerce_jobs.lifecycle import AttemptResult, PodOutcome
+from commerce_jobs.lifecycle import DEADLINE_EXCEEDED, AttemptResult, PodOutcome
 from commerce_jobs.output import DEFAULT_MAX_BYTES, tail_of
 from commerce_jobs.workqueue import Requeue
 
@@ -89,7 +89,8 @@ def _discard(response: Any) -> None:
 
 
 def pod_outcome(pod: dict[str, Any]) -> PodOutcome:
-    """The console container's exit code (None while it has not terminated) and why the pod ended, if it says."""
+    """The console container's exit code (None while it has not terminated), why the pod ended, if it says, and
+    whether the kubelet stopped it at its activeDeadlineSeconds."""
     meta, status = pod.get("metadata") or {}, status_of(pod)
     exit_code = None
     for container in status.get("containerStatuses") or []:
@@ -97,7 +98,14 @@ def pod_outcome(pod: dict[str, Any]) -> PodOutcome:
         if container.get("name") == CONTAINER and terminated:
             exit_code = terminated.get("exitCode")
     reason = ": ".join(x for x in (status.get("reason"), status.get("message")) if x)
-    return PodOutcome(meta.get("name", ""), meta.get("creationTimestamp") or "", exit_code, reason)
+    ended = status.get("phase") in ("Succeeded", "Failed")
+    deadline_exceeded = status.get("reason") == DEADLINE_EXCEEDED
+    return PodOutcome(meta.get("name", ""), meta.get("creationTimestamp") or "", exit_code, reason, ended,
+                      deadline_exceeded)  # fmt: skip
+
+
+def _result(outcome: PodOutcome, output: str, truncated: bool) -> AttemptResult:
+    return AttemptResult(outcome.exit_code, output, truncated, outcome.pod_reason, outcome.deadline_exceeded)
 
 
 class KubeApi:
@@ -154,8 +162,13 @@ class KubeApi:
         self, namespace: str, job_name: str, max_bytes: int = DEFAULT_MAX_BYTES, known: PodOutcome | None = None
     ) -> AttemptResult:
         """The exit code and the output tail of the newest pod of a Job; empty when no pod is left. ``known`` is the
-        outcome that the pod watch reported, if it did: then only the log is read."""
-        outcome = known if known is not None and known.exit_code is not None else self._newest_pod(namespace, job_name)
+        outcome that the pod watch reported, if it did: then only the log is read. A report from before the pod's end
+        (its container had exited, the kubelet had not yet written the pod's phase and reason, e.g. DeadlineExceeded)
+        is not enough: then the pod is read, if it is still there."""
+        usable = known is not None and known.exit_code is not None and known.ended
+        outcome = known if usable else self._newest_pod(namespace, job_name)
+        if outcome is None and known is not None and known.exit_code is not None:
+            outcome = known  # its pod is gone since: what the watch saw of it is all there is
         if outcome is None:
             return AttemptResult(None, "", False, "its pod is gone")
         try:
@@ -164,13 +177,13 @@ class KubeApi:
             )
         except ApiException as e:
             if e.status in (400, 404):  # the container never ran, or the pod is gone
-                return AttemptResult(outcome.exit_code, "", False, outcome.pod_reason)
+                return _result(outcome, "", truncated=False)
             raise
         try:
             tail = tail_of(response.stream(64 * 1024), max_bytes)
         finally:
             response.release_conn()
-        return AttemptResult(outcome.exit_code, tail.text, tail.truncated, outcome.pod_reason)
+        return _result(outcome, tail.text, tail.truncated)
 
     def _newest_pod(self, namespace: str, job_name: str) -> PodOutcome | None:
         pod = newest_pod(job_pods(self.core, namespace, job_name))

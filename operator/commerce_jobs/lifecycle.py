@@ -25,6 +25,9 @@ from commerce_jobs.api_names import TERMINATED as TERMINATED
 from commerce_jobs.fields import spec_of, status_of
 
 MAX_RETRY_BACKOFF = timedelta(hours=1)
+# The reason of a pod that the kubelet stopped at its activeDeadlineSeconds (maxRuntimeSeconds), and of a Job whose own
+# activeDeadlineSeconds (the safety net after it, see jobbuild.py) passed.
+DEADLINE_EXCEEDED = "DeadlineExceeded"
 MAX_MESSAGE = 4096  # characters of a condition's message
 
 
@@ -36,7 +39,10 @@ class JobView:
     attempt: int
     complete: bool = False
     failed: bool = False
-    failure_reason: str = ""  # the Job's Failed condition reason, e.g. DeadlineExceeded or BackoffLimitExceeded
+    # The Job's Failed condition reason: BackoffLimitExceeded when its pod failed (also when the kubelet stopped the
+    # pod at its deadline: that reason is the pod's, see AttemptResult), DeadlineExceeded when the Job's safety net
+    # passed.
+    failure_reason: str = ""
     finished_at: datetime | None = None
     deleting: bool = False
     # Why the operator stopped this attempt because its container could not start (a view made by the operator,
@@ -50,10 +56,10 @@ class JobView:
 
     @property
     def stopped_by_operator(self) -> bool:
-        """Ended by the operator (a container that could not start) or for it (maxRuntimeSeconds, the Job's
-        activeDeadlineSeconds): the exit code, if any, is the kill's, not the command's. A PHP process stopped by
-        SIGTERM may even exit 0."""
-        return bool(self.stopped) or self.failure_reason == "DeadlineExceeded"
+        """Ended by the operator (a container that could not start) or for it (the Job's activeDeadlineSeconds;
+        a pod stopped at its own deadline says so in AttemptResult): the exit code, if any, is the kill's, not the
+        command's. A PHP process stopped by SIGTERM may even exit 0."""
+        return bool(self.stopped) or self.failure_reason == DEADLINE_EXCEEDED
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,8 @@ class PodOutcome:
     created: str  # creationTimestamp: the newest pod of a Job is the one that counts
     exit_code: int | None
     pod_reason: str = ""
+    ended: bool = False  # the pod's phase is Succeeded or Failed: what it reports will not change any more
+    deadline_exceeded: bool = False  # the kubelet stopped it at its activeDeadlineSeconds (maxRuntimeSeconds)
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,13 @@ class AttemptResult:
     output: str
     output_truncated: bool
     pod_reason: str = ""  # why the pod ended without an exit code, e.g. Evicted
+    deadline_exceeded: bool = False  # the kubelet stopped the pod at its activeDeadlineSeconds (maxRuntimeSeconds)
+
+
+def max_runtime_exceeded(attempt: JobView, result: AttemptResult) -> bool:
+    """Whether the attempt was stopped at its maxRuntimeSeconds: by the kubelet at the pod's deadline (the Job then
+    fails with BackoffLimitExceeded, only its pod tells why), or by the Job's safety-net deadline."""
+    return not attempt.stopped and (attempt.failure_reason == DEADLINE_EXCEEDED or result.deadline_exceeded)
 
 
 def failure(spec: dict[str, Any], attempt: JobView, result: AttemptResult) -> str:
@@ -93,7 +108,7 @@ def failure(spec: dict[str, Any], attempt: JobView, result: AttemptResult) -> st
     code that the kill leaves behind (137, or 0 from a PHP process that ends on SIGTERM) says nothing."""
     if attempt.stopped:
         return attempt.stopped
-    if attempt.failure_reason == "DeadlineExceeded":
+    if max_runtime_exceeded(attempt, result):
         return f"its max runtime of {spec.get('maxRuntimeSeconds')}s was exceeded"
     if result.exit_code is not None:
         return f"exit code {result.exit_code}"
@@ -102,7 +117,7 @@ def failure(spec: dict[str, Any], attempt: JobView, result: AttemptResult) -> st
 
 def exit_code(attempt: JobView, result: AttemptResult) -> int | None:
     """The exit code to record: the command's, never that of a kill (see JobView.stopped_by_operator)."""
-    return None if attempt.stopped_by_operator else result.exit_code
+    return None if attempt.stopped_by_operator or max_runtime_exceeded(attempt, result) else result.exit_code
 
 
 @dataclass
@@ -254,7 +269,9 @@ def decide(
     if current.complete:
         return Decision(collect=current, finish=FINISHED)
 
-    final = TERMINATED if current.failure_reason == "DeadlineExceeded" else FAILED
+    # A pod stopped at its deadline fails its Job like any failed pod: final_status turns that Failed into
+    # Terminated once the pod has been read.
+    final = TERMINATED if current.failure_reason == DEADLINE_EXCEEDED else FAILED
     return _after_failure(cjob, current, final, now)
 
 
@@ -352,6 +369,8 @@ def final_status(
 ) -> dict[str, Any]:
     spec = spec_of(cjob)
     status = status_of(cjob)
+    if final == FAILED and max_runtime_exceeded(attempt, result):
+        final = TERMINATED  # the pod says what its Job does not (see decide)
     cond_status, reason = FINAL_REASONS[final]
     attempts = int(status.get("attempts") or 0)
     tries = f" after {attempts} attempts" if attempts > 1 else ""

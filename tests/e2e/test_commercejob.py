@@ -215,13 +215,30 @@ def test_a_retry_that_succeeds_finishes_the_job_and_starts_its_dependents_once(
     assert sorted(o["metadata"]["name"] for o in cjobs.list()) == ["third-time-lucky", "third-time-lucky-index"]
 
 
-def test_exceeding_max_runtime_terminates_the_job(cjobs: CommerceJobs) -> None:
-    cjobs.create("endless", command="silver:import", maxRuntimeSeconds=2, podAnnotations=sim(duration="10m"))
+def test_exceeding_max_runtime_terminates_the_job_and_keeps_what_it_printed(
+    cjobs: CommerceJobs, core: client.CoreV1Api, batch: client.BatchV1Api, namespace: str
+) -> None:
+    """The deadline is the pod's: the kubelet (kwok's pod-deadline-exceeded stage) stops the container and the pod
+    stays, so its log, the lines printed before the stop, is the job's output. With the deadline on the Job, the Job
+    controller deleted the pod at once and the output was empty."""
+    printed = "Importing from remote system into tmp tables...\nFetched 250 products in 1 page\n"
+    cjobs.create("endless", command="silver:import", maxRuntimeSeconds=2,
+                 podAnnotations=sim(duration="10m", output=printed))  # fmt: skip
 
     final = cjobs.wait_final("endless")
 
-    assert final["status"]["state"] == "Terminated"
-    assert condition(final)["reason"] == "MaxRuntimeExceeded"
+    status = final["status"]
+    assert (status["state"], status["reason"], condition(final)["reason"]) == (
+        "Terminated", "MaxRuntimeExceeded", "MaxRuntimeExceeded"
+    )  # fmt: skip
+    assert status["message"] == "exceeded its max runtime of 2s and was stopped"
+    assert status["output"] == printed
+    assert status.get("exitCode") is None  # the kill's 143 (SIGTERM) is not the command's
+    selector = f"batch.kubernetes.io/job-name={status['jobName']}"
+    (pod,) = core.list_namespaced_pod(namespace, label_selector=selector).items
+    assert (pod.status.phase, pod.status.reason) == ("Failed", "DeadlineExceeded")
+    job = batch.read_namespaced_job(status["jobName"], namespace)
+    assert job.spec.active_deadline_seconds > 2  # a safety net only, after the pod's deadline
 
 
 def test_cancel_stops_a_running_job(cjobs: CommerceJobs, batch: client.BatchV1Api, namespace: str) -> None:

@@ -2,11 +2,13 @@
 the operator as a local process against that cluster (the chart's RBAC, the shop image as jobDefaults.image).
 
 What kwok cannot show: the real output in status.output, the real exit code, the real process stopped by
-maxRuntimeSeconds and by cancel, a CronJob's run executed on the node. And how long a job takes to start.
+maxRuntimeSeconds (its output kept) and by cancel, a CronJob's run executed on the node. And how long a job takes to
+start.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -100,12 +102,14 @@ def test_a_failing_command_gives_its_real_exit_code_and_both_streams(real_cjobs:
     assert 'There are no commands defined in the "nosuch" namespace.' in unknown["status"]["output"]
 
 
-def test_max_runtime_stops_the_real_process_and_keeps_its_own_reason(
+def test_max_runtime_stops_the_real_process_keeps_its_own_reason_and_what_it_printed(
     real_cjobs: CommerceJobs, real_core: client.CoreV1Api, real_namespace: str
 ) -> None:
     """The slow command traps SIGTERM and exits 0, as many workers do: the job's result is the operator's reason,
-    never that exit code (nor the 137 of a kill)."""
-    real_cjobs.create("overrun", command="shop:slow", params=["--seconds=313"], maxRuntimeSeconds=4)
+    never that exit code (nor the 137 of a kill). The kubelet stops it at the pod's deadline and the pod stays, so
+    the job's output holds what it printed up to the stop, its last words included: what a user whose import ran
+    too long needs most."""
+    real_cjobs.create("overrun", command="shop:slow", params=["--seconds=313"], maxRuntimeSeconds=6)
     pod, _ = wait_job_pod_started(real_core, real_namespace, "overrun")
     assert pod.spec.node_name == REAL_NODE_NAME
     assert processes_with("shop:slow", "--seconds=313")  # the real process, seen from the node
@@ -115,7 +119,15 @@ def test_max_runtime_stops_the_real_process_and_keeps_its_own_reason(
     status = final["status"]
     assert (status["state"], status["reason"]) == ("Terminated", "MaxRuntimeExceeded")
     assert status.get("exitCode") is None
-    wait_deleted(real_core.list_namespaced_pod, pod.metadata.name, namespace=real_namespace)
+    lines = status["output"].splitlines()
+    assert lines, "status.output is empty: the pod's log was not read"
+    assert lines[0].startswith("Working for 313 seconds (pid "), status["output"]
+    progress = lines[1:-1]
+    assert progress, status["output"]
+    assert progress == [f"Progress: {i}/313 seconds" for i in range(1, len(progress) + 1)]
+    assert re.fullmatch(r"Received SIGTERM after [0-9.]+ seconds: stopping cleanly", lines[-1]), status["output"]
+    stopped = real_core.read_namespaced_pod(pod.metadata.name, real_namespace)  # kept by the kubelet, log and all
+    assert (stopped.status.phase, stopped.status.reason) == ("Failed", "DeadlineExceeded")
     assert processes_with("shop:slow", "--seconds=313") == []
 
 

@@ -85,3 +85,20 @@ def test_a_start_problem_keeps_the_time_it_began_while_the_reason_changes() -> N
     assert cache.observe_pod("MODIFIED", pod(), later) is None  # nothing new
     assert cache.observe_pod("MODIFIED", pod(), None) == ("shop", "import")  # it started after all
     assert cache.pod_problem("shop", "import-1") is None
+
+
+def test_a_pod_stopped_at_its_deadline_is_told_apart_from_one_that_has_not_ended_yet() -> None:
+    cache = JobCache()
+    cache.put(("shop", "import"), cjob())
+    cache.observe_job("ADDED", job())
+    exited = pod(exit_code=0)
+    exited["status"]["phase"] = "Running"  # the container exited; the kubelet has not yet written the pod's end
+    cache.observe_pod("MODIFIED", exited, None)
+    early = cache.pod_outcomes[("shop", "import-1")]
+    assert (early.exit_code, early.ended, early.deadline_exceeded) == (0, False, False)
+    stopped = pod(exit_code=0)
+    stopped["status"].update(reason="DeadlineExceeded", message="Pod was active on the node longer than the "
+                             "specified deadline")  # fmt: skip
+    cache.observe_pod("MODIFIED", stopped, None)
+    final = cache.pod_outcomes[("shop", "import-1")]
+    assert (final.exit_code, final.ended, final.deadline_exceeded) == (0, True, True)

@@ -51,9 +51,22 @@ def test_one_job_per_attempt_owned_by_the_commercejob_without_kubernetes_retries
     assert meta["labels"]["commercejobs.dev/attempt"] == "2"
     assert meta["labels"]["app.kubernetes.io/managed-by"] == "commerce-jobs"
     assert spec["backoffLimit"] == 0
-    assert spec["activeDeadlineSeconds"] == 600
     assert spec["template"]["spec"]["restartPolicy"] == "Never"
     assert spec["template"]["metadata"]["labels"]["commercejobs.dev/job-name"] == "import"
+
+
+def test_the_max_runtime_is_the_pods_deadline_and_the_jobs_comes_after_the_kill_and_its_grace_period() -> None:
+    """The kubelet stops a pod at its activeDeadlineSeconds and keeps it, log and all; a Job's activeDeadlineSeconds
+    makes the Job controller delete the pod at once. So the Job's deadline, a safety net for a pod that never reached
+    a node, must come only after the kubelet's stop (SIGTERM, then SIGKILL after the 30 s grace period) is over."""
+    spec = job_manifest(cjob(maxRuntimeSeconds=600), 1, CONFIG)["spec"]
+    pod_spec = spec["template"]["spec"]
+    assert pod_spec["activeDeadlineSeconds"] == 600
+    assert "terminationGracePeriodSeconds" not in pod_spec  # Kubernetes' default: the 30 s counted on below
+    assert spec["activeDeadlineSeconds"] >= 600 + 30 + 10
+    unlimited = job_manifest(cjob(), 1, CONFIG)["spec"]
+    assert "activeDeadlineSeconds" not in unlimited
+    assert "activeDeadlineSeconds" not in unlimited["template"]["spec"]
 
 
 def test_job_names_fit_a_label_value_and_stay_distinct() -> None:

@@ -196,3 +196,38 @@ def test_an_attempt_past_its_max_runtime_keeps_that_reason_whatever_its_exit_cod
     status = lifecycle.retry_status(retried, failed, AttemptResult(0, "", False), NOW, NOW)
     assert status["message"].startswith("attempt 1 failed (its max runtime of 5s was exceeded)")
     assert status["exitCode"] is None
+
+
+def test_a_pod_stopped_at_its_deadline_terminates_the_job_and_keeps_what_it_printed() -> None:
+    """maxRuntimeSeconds is the pod's activeDeadlineSeconds: the kubelet stops the container and the pod stays, Failed
+    with reason DeadlineExceeded, its log readable; its Job fails as for any failed pod (BackoffLimitExceeded)."""
+    failed = JobView("import-1", 1, failed=True, failure_reason="BackoffLimitExceeded", finished_at=NOW)
+    printed = "Progress: 1/313 seconds\nReceived SIGTERM after 4.1 seconds: stopping cleanly\n"
+    stopped = AttemptResult(0, printed, False, "DeadlineExceeded: Pod was active on the node longer than the "
+                            "specified deadline", deadline_exceeded=True)  # fmt: skip
+    running = cjob({"maxRuntimeSeconds": 4}, state="Running", attempts=1, startTime="2026-11-22T11:59:55Z")
+    d = decide(running, {1: failed}, NOW, admitted=True)
+    assert (d.collect, d.cancel_dependents) == (failed, True)
+
+    status = lifecycle.final_status(running, d.finish, d.collect, stopped, NOW)
+
+    assert (status["state"], status["reason"], status["exitCode"]) == ("Terminated", "MaxRuntimeExceeded", None)
+    assert status["conditions"][0]["reason"] == "MaxRuntimeExceeded"
+    assert status["message"] == "exceeded its max runtime of 4s and was stopped"
+    assert status["output"] == printed
+    # A pod that failed on its own, in a Job that failed the same way, is not taken for one stopped at its deadline.
+    own = lifecycle.final_status(running, d.finish, d.collect, AttemptResult(3, "boom\n", False), NOW)
+    assert (own["state"], own["exitCode"]) == ("Failed", 3)
+
+
+def test_a_pod_stopped_at_its_deadline_with_retries_left_says_so_and_keeps_its_output() -> None:
+    failed = JobView("import-1", 1, failed=True, failure_reason="BackoffLimitExceeded", finished_at=NOW)
+    stopped = AttemptResult(143, "Progress: 1/9 seconds\n", False, "DeadlineExceeded", deadline_exceeded=True)
+    running = cjob({"maxRuntimeSeconds": 4, "maxRetries": 1, "retryBackoffSeconds": 5}, state="Running", attempts=1)
+    d = decide(running, {1: failed}, NOW, admitted=True)
+    assert d.retry_at == NOW + timedelta(seconds=5)
+
+    status = lifecycle.retry_status(running, d.collect, stopped, d.retry_at, NOW)
+
+    assert status["message"].startswith("attempt 1 failed (its max runtime of 4s was exceeded)")
+    assert (status["exitCode"], status["output"]) == (None, "Progress: 1/9 seconds\n")
