@@ -53,7 +53,7 @@ def _session(info: kopf.ConnectionInfo, *trace_configs: aiohttp.TraceConfig) -> 
         headers=info.as_http_headers(),
         proxy=info.proxy_url,
         trust_env=info.trust_env,
-        trace_configs=[*trace_configs, metrics.kopf_trace_config()],  # every request counts in the metrics
+        trace_configs=[*trace_configs, metrics.session_trace_config()],  # every request counts in the metrics
     )
 
 

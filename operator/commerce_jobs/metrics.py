@@ -251,10 +251,9 @@ def track(api_client: Any) -> None:
         _active.instrument(api_client)
 
 
-def kopf_trace_config() -> aiohttp.TraceConfig:
-    """Counts the requests of kopf's own aiohttp session (its LISTs and WATCHes, the Events it posts) in
-    ``commerce_jobs_api_requests_total``, as ``instrument`` counts the kubernetes client's: kopf_handlers.login puts it
-    on the session that it hands to kopf. A request's duration is until its response's headers (a watch's stream then
+def session_trace_config() -> aiohttp.TraceConfig:
+    """Counts the requests of an aiohttp session (kopf's, the watch streams') in ``commerce_jobs_api_requests_total``,
+    as ``instrument`` counts the kubernetes client's: kopf_handlers puts it on every session that it makes. A request's duration is until its response's headers (a watch's stream then
     lasts minutes), as for the kubernetes client's unparsed answers."""
 
     async def on_start(_: aiohttp.ClientSession, context: SimpleNamespace, __: aiohttp.TraceRequestStartParams) -> None:
@@ -276,7 +275,7 @@ def kopf_trace_config() -> aiohttp.TraceConfig:
 
 
 def api_request(method: str, url: str, code: str, seconds: float) -> None:
-    """A request that the operator sent through kopf's session (see kopf_trace_config)."""
+    """A request sent through an aiohttp session: kopf's or a watch stream's (see session_trace_config)."""
     if _active is not None:
         try:
             _active.api_request(method, url, code, seconds)

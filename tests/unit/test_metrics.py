@@ -386,7 +386,7 @@ def test_kopfs_requests_count_by_verb_resource_and_code_through_its_sessions_tra
             s.bind(("127.0.0.1", 0))
             closed = s.getsockname()[1]
         try:
-            async with ClientSession(trace_configs=[metrics.kopf_trace_config()]) as session:
+            async with ClientSession(trace_configs=[metrics.session_trace_config()]) as session:
                 base = f"http://127.0.0.1:{port}"
                 for query in ("?limit=500", "?watch=true&resourceVersion=7", "?watch=true&resourceVersion=9"):
                     async with session.get(f"{base}/apis/batch/v1/namespaces/shop/jobs{query}") as response:
