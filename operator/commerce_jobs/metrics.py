@@ -253,8 +253,9 @@ def track(api_client: Any) -> None:
 
 def session_trace_config() -> aiohttp.TraceConfig:
     """Counts the requests of an aiohttp session (kopf's, the watch streams') in ``commerce_jobs_api_requests_total``,
-    as ``instrument`` counts the kubernetes client's: kopf_handlers puts it on every session that it makes. A request's duration is until its response's headers (a watch's stream then
-    lasts minutes), as for the kubernetes client's unparsed answers."""
+    as ``instrument`` counts the kubernetes client's: kopf_handlers puts it on every session that it makes. A
+    request's duration is until its response's headers (a watch's stream then lasts minutes), as for the kubernetes
+    client's unparsed answers."""
 
     async def on_start(_: aiohttp.ClientSession, context: SimpleNamespace, __: aiohttp.TraceRequestStartParams) -> None:
         context.started = time.perf_counter()
