@@ -31,6 +31,9 @@ RATE = 100  # samples per second
 # The candidates for less overhead (issue 14), as the frames that make them up; a sample counts for a candidate when
 # any frame of its stack matches (inclusive). Matching is by the frame's "function (file)" text.
 CANDIDATES: dict[str, tuple[str, ...]] = {
+    "the operator's watch streams (watchstream.py: reading, orjson, the observe_* handlers)": (
+        "commerce_jobs/watchstream.py",
+    ),
     "kopf watch streams (reading, JSON decoding)": ("kopf/_cogs/clients/watching.py", "kopf/_cogs/clients/api.py"),
     "kopf event dispatch (queueing, processing, handler calls)": (
         "kopf/_core/reactor/",
@@ -59,6 +62,7 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
 # what would be saved if that part went.
 PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("retention's periodic plan over every job (controller._retention_loop)", ("_retention_loop (",)),
+    ("watch streams (watchstream.py), with the operator's observe_* handlers in it", ("commerce_jobs/watchstream.py",)),
     ("kopf watch streams: reading and JSON decoding", ("kopf/_cogs/clients/watching.py",)),
     ("kopf event dispatch, with the operator's observe_* handlers in it", ("kopf/_core/reactor/",)),
     ("Events: sending (KubeApi.post_event, events.py)", ("KubeApi.post_event (", "commerce_jobs/events.py")),
@@ -143,13 +147,13 @@ def summarize(raw: str, seconds: float, top: int = 25) -> dict[str, Any]:
 
 
 def _streams(summary: dict[str, Any]) -> list[str]:
-    """kopf reads, decodes and dispatches each event alike, whatever its resource: a stream's share of that time is
-    about its share of the events."""
+    """The streams (kopf's or watchstream.py) read, decode and dispatch each event alike, whatever its resource: a
+    stream's share of that time is about its share of the events."""
     events = summary.get("watch_events") or {}
     total = sum(events.values()) or 1
-    kopf = sum(share for part, share in summary["parts"].items() if part.startswith("kopf"))
+    streams = sum(share for part, share in summary["parts"].items() if part.startswith(("kopf", "watch streams")))
     return [
-        f"{count:8d}  {stream} ({count / total:.0%} of events: ~{kopf * count / total:.0%} of the operator's time)"
+        f"{count:8d}  {stream} ({count / total:.0%} of events: ~{streams * count / total:.0%} of the operator's time)"
         for stream, count in events.items()
     ]
 
@@ -219,7 +223,7 @@ def text(name: str, summary: dict[str, Any]) -> str:
         "## exclusive split (each sample to the first part that its stack has): what removing a part would save",
         *(f"{share:6.1%}  {kind}" for kind, share in summary["parts"].items()),
         "",
-        "## watch events received, per stream, and the stream's estimated share of kopf's watch and dispatch time",
+        "## watch events received, per stream, and the stream's estimated share of the watch and dispatch time",
         *_streams(summary),
         "",
         "## top frames, own time",

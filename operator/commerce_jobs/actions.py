@@ -34,9 +34,6 @@ log = logging.getLogger("commerce_jobs.controller")
 
 Event = tuple[str, str, str]  # (type, reason, message)
 
-# An attempt's Started Event waits this long: an attempt that ends sooner has only its end's Event (events.py).
-START_EVENT_HOLD = 2.0
-
 STATE_EVENTS = {
     lifecycle.FINISHED: ("Normal", "Finished"),
     lifecycle.FAILED: ("Warning", "Failed"),
@@ -228,7 +225,7 @@ class JobActions:
         if event:
             event_type, reason, message = event
             log.info("%s/%s: %s: %s", namespace, name, reason, message)
-            hold = START_EVENT_HOLD if reason == "Started" else 0
+            hold = self.config.started_event_hold_seconds if reason == "Started" else 0
             self.events.record(updated, "CommerceJob", reason, message, event_type, hold)
 
 

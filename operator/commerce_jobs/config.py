@@ -14,6 +14,7 @@ Read from a YAML file (the chart mounts it from a ConfigMap), path given by ``--
     outputMaxBytes: 65536
     podStartTimeoutSeconds: 300     # a container that cannot start (ImagePullBackOff ...) fails its attempt after this
     dependencyGraceSeconds: 300     # a job of spec.dependsOn that does not exist fails the job after this
+    startedEventHoldSeconds: 10     # an attempt that ends sooner has only its end's Event, not also "Started"
     retention:                      # as jms-job-queue:clean-up, continuously
       maxRetention: 7 days          # any final state
       maxRetentionSucceeded: 1 hour # Finished
@@ -56,6 +57,8 @@ class OperatorConfig:
     allowed_commands: tuple[str, ...] = ()
     # How long a job waits for a job of its dependsOn that does not exist (see dependencies.py).
     dependency_grace_seconds: int = 300
+    # An attempt's Started Event waits this long; an attempt that ends sooner has only its end's Event (events.py).
+    started_event_hold_seconds: float = 10.0
 
     def queue_limit(self, queue: str) -> int | None:
         return self.queue_limits.get(queue, self.default_queue_limit)
@@ -73,6 +76,7 @@ class OperatorConfig:
             "retention",
             "allowedCommands",
             "dependencyGraceSeconds",
+            "startedEventHoldSeconds",
         }
         if unknown:
             raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
@@ -101,9 +105,13 @@ class OperatorConfig:
         grace = data.get("dependencyGraceSeconds", 300)
         if not isinstance(grace, int) or isinstance(grace, bool) or grace < 0:
             raise ConfigError("dependencyGraceSeconds must be an integer >= 0")
+        hold = data.get("startedEventHoldSeconds", 10)
+        if not isinstance(hold, int | float) or isinstance(hold, bool) or not 0 <= hold <= 3600:
+            raise ConfigError("startedEventHoldSeconds must be a number of seconds from 0 (post at once) to 3600")
         return cls(
-            defaults, limits, default_limit, max_bytes, start_timeout, retention, interval, tuple(allowed), grace
-        )
+            defaults, limits, default_limit, max_bytes, start_timeout, retention, interval, tuple(allowed), grace,
+            float(hold),
+        )  # fmt: skip
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> OperatorConfig:

@@ -5,9 +5,10 @@ Events, which are informational, go out from a bounded queue (client-go's record
 reason). Past ``max_pending``, new Events are dropped and counted rather than held in memory.
 
 An Event may be held for a while first (``hold``): a later Event of the same object replaces it. An attempt's
-"Started" is held so: most console commands that end within that time (an index refresh, a cache warm-up) then cost
-one Event, their end's, not two; Events were a third of the operator's writes to the apiserver. What the dropped
-Event said stays in the status (startTime, jobName, attempts), and a command that runs longer has its Started.
+"Started" is held so (startedEventHoldSeconds): console commands that end within that time (an index refresh, a
+cache warm-up) then cost one Event, their end's, not two; Events were a third of the operator's writes to the
+apiserver. What the dropped Event said stays in the status (startTime, jobName, attempts), and a command that runs
+longer has its Started.
 """
 
 from __future__ import annotations

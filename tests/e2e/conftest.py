@@ -39,6 +39,7 @@ OPERATOR_CONFIG = {
     "outputMaxBytes": 16384,
     "podStartTimeoutSeconds": 3,
     "dependencyGraceSeconds": 5,  # tests/e2e/test_depends_on.py: a dependency that does not exist fails a job soon
+    "startedEventHoldSeconds": 2,  # tests/e2e/test_commercejob.py: a job of 4 s has its Started Event, one of 0 s not
     # Jobs of other tests keep the defaults (7 days, 1 hour); retention tests shorten their own.
     "retention": {"perCall": 2, "intervalSeconds": 2},
     # The allowlist is on, as in production, and lets every command run but those that begin with an underscore,

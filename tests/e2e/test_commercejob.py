@@ -85,7 +85,8 @@ def test_seed_import_runs_then_its_dependent_runs(
     # ... and its parent follows it.
     finished = [{"name": "import-solr-index-solr", "state": "Finished"}]
     cjobs.wait("import-solr", lambda o: o["status"].get("dependents") == finished)
-    # It ended within the hold of its Started Event (2 s): its Finished Event stands for both, one write fewer.
+    # It ended within the hold of its Started Event (startedEventHoldSeconds, 2 s in these tests): its Finished Event
+    # stands for both, one write fewer.
     child_finished = _event_on("import-solr-index-solr", "Finished")
     wait_for(core.list_namespaced_event, "", child_finished, namespace=namespace)
     reasons = {

@@ -12,6 +12,8 @@ def test_queue_limits_with_a_default() -> None:
 def test_a_missing_dependency_is_waited_for_five_minutes_unless_configured() -> None:
     assert OperatorConfig().dependency_grace_seconds == 300
     assert OperatorConfig.from_dict({"dependencyGraceSeconds": 20}).dependency_grace_seconds == 20
+    assert OperatorConfig.from_dict({"startedEventHoldSeconds": 0}).started_event_hold_seconds == 0
+    assert OperatorConfig.from_dict({}).started_event_hold_seconds == 10
 
 
 def test_loads_from_the_file_named_by_the_environment(tmp_path, monkeypatch) -> None:
@@ -29,6 +31,8 @@ def test_loads_from_the_file_named_by_the_environment(tmp_path, monkeypatch) -> 
         ({"outputMaxBytes": 10}, "outputMaxBytes"),
         ({"jobDefaults": ["image"]}, "jobDefaults must be a mapping"),
         ({"dependencyGraceSeconds": -1}, "dependencyGraceSeconds must be an integer >= 0"),
+        ({"startedEventHoldSeconds": -1}, "startedEventHoldSeconds must be a number of seconds from 0"),
+        ({"startedEventHoldSeconds": "10s"}, "startedEventHoldSeconds must be a number of seconds from 0"),
         ({"dependencyGraceSeconds": "5 min"}, "dependencyGraceSeconds must be an integer >= 0"),
     ],
 )

@@ -40,6 +40,7 @@ defaultQueueMaxRunning: {{ toJson .Values.defaultQueueMaxRunning }}
 outputMaxBytes: {{ .Values.outputMaxBytes }}
 podStartTimeoutSeconds: {{ .Values.podStartTimeoutSeconds }}
 dependencyGraceSeconds: {{ .Values.dependencyGraceSeconds }}
+startedEventHoldSeconds: {{ .Values.startedEventHoldSeconds }}
 retention: {{ toJson .Values.retention }}
 {{- with .Values.allowedCommands }}
 allowedCommands: {{ toJson . }}
