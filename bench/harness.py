@@ -21,6 +21,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import orjson
 import urllib3
 import yaml
 from kubernetes import client, config, watch
@@ -117,6 +118,7 @@ class BenchCluster:
         )
         self.operator: subprocess.Popen[bytes] | None = None
         self.metrics_port: int | None = None  # the operator's /metrics, when it was started with --metrics
+        self.live_seconds = 0.0  # the last start: seconds until its liveness probe answered 200
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def __enter__(self) -> BenchCluster:
@@ -150,13 +152,26 @@ class BenchCluster:
 
     def restart_operator(self, settings: dict[str, Any] | None = None, metrics: bool = False) -> float:
         """Stops the operator and starts it again (with these settings, and /metrics or not); returns the seconds
-        until it is healthy."""
+        until it is Ready (every stream listed, the workers run); ``live_seconds`` says when its liveness probe
+        first answered."""
         if self.operator is not None:
             self.operator.terminate()
             self.operator.wait(30)
         start = time.monotonic()
         self._start_operator(settings, metrics)
         return time.monotonic() - start
+
+    def list_seconds(self, plural: str = "commercejobs", page: int = PAGE) -> float:
+        """Seconds for a plain client to read every object in pages, without using them: the apiserver's part of a
+        restart's LIST, the floor under the operator's time to Ready."""
+        start = time.monotonic()
+        token: str | None = None
+        while True:
+            response = retrying(self.custom.list_namespaced_custom_object, GROUP, VERSION, NAMESPACE, plural,
+                                limit=page, _continue=token, _preload_content=False)  # fmt: skip
+            token = orjson.loads(response.data)["metadata"].get("continue")
+            if not token:
+                return time.monotonic() - start
 
     def stop_operator(self) -> None:
         if self.operator is not None:
@@ -287,14 +302,19 @@ class BenchCluster:
              f"--liveness=http://127.0.0.1:{port}/healthz", *serve_metrics],
             stdout=log, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        started = time.monotonic()
+        self.live_seconds = self._wait_probe(port, "healthz", started)
+        self._wait_probe(port, "readyz", started)
+
+    def _wait_probe(self, port: int, path: str, started: float, timeout: float = 120) -> float:
+        """Polls a probe (an HTTP endpoint has nothing to watch) until it answers 200; the seconds since ``started``."""
+        while time.monotonic() < started + timeout:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                    return
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/{path}", timeout=2):
+                    return time.monotonic() - started
             except OSError:
-                time.sleep(0.2)  # not listening yet
-        raise RuntimeError("the operator did not become healthy")
+                time.sleep(0.05)  # not listening, or not ready yet
+        raise RuntimeError(f"the operator did not answer /{path} with 200 within {timeout} s")
 
     # -- measurements ------------------------------------------------------------------------------------------
     def _list(self, plural: str) -> Callable[..., Any]:
