@@ -20,7 +20,7 @@ import kopf
 
 from commerce_jobs import metrics
 from commerce_jobs.api_names import COMMERCECRONJOBS, GROUP, MANAGED_BY, VERSION
-from commerce_jobs.controller_streams import ControllerStreams
+from commerce_jobs.controller_streams import MANAGED, ControllerStreams
 from commerce_jobs.cron_controller import controllers
 from commerce_jobs.kubeapi import KubeApi
 from commerce_jobs.kubeclient import WORKERS, api_client
@@ -115,7 +115,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # The resources are known: no watch of CRDs or namespaces (nor the RBAC rights for one).
     settings.scanning.disabled = True
     # Only the CronJobs that the operator made are streamed to it.
-    settings.watching.label_selectors["batch", "cronjobs"] = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
+    settings.watching.label_selectors["batch", "cronjobs"] = MANAGED
     settings.watching.chunk_size = PAGE_SIZE
     # kopf keeps a task per object for idle_timeout after its last event. At a restart every object has an event at
     # once, so with the default 5 s all 10,000 tasks lived together: 189 MiB peak, against 130 MiB with 0.1 s.
