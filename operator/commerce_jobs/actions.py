@@ -1,4 +1,5 @@
-"""What the controller's decisions make happen: every API call of the CommerceJob controller, run in threads.
+"""What the controller's decisions make happen: every API call of the CommerceJob controller. The three that every job
+makes (its Job, its status, its Event) are sent on the event loop (jobcalls.py); the rarer ones run in threads.
 
 The steps of one attempt, as a decision (``lifecycle.decide``, pure) says, in order: start (create the attempt's
 Job, or refuse a job that cannot run), collect (the ended attempt's exit code and output), create the dependents of a
@@ -26,6 +27,7 @@ from commerce_jobs.dependents import build_dependent, dependents_status
 from commerce_jobs.events import EventRecorder
 from commerce_jobs.fields import spec_of, status_of
 from commerce_jobs.jobbuild import InvalidSpec, job_manifest
+from commerce_jobs.jobcalls import JobCalls
 from commerce_jobs.kubeapi import ForeignObject, KubeApi, api_message
 from commerce_jobs.lifecycle import AttemptResult, Decision, JobView
 from commerce_jobs.workqueue import RetryLater, WorkQueue
@@ -47,6 +49,7 @@ class JobActions:
     def __init__(
         self,
         api: KubeApi,
+        calls: JobCalls,
         config: OperatorConfig,
         cache: JobCache,
         queue: WorkQueue[Key],
@@ -56,6 +59,7 @@ class JobActions:
         cron_of_job: Callable[[dict[str, Any]], dict[str, Any] | None],
     ) -> None:
         self.api = api
+        self.calls = calls
         self.config = config
         self.cache = cache
         self.queue = queue
@@ -126,7 +130,7 @@ class JobActions:
         except InvalidSpec as e:
             return self._refusal(key, cjob, attempt, e.reason, str(e), now)
         try:
-            await asyncio.to_thread(self.api.create_job, manifest, cjob["metadata"]["uid"])
+            await self.calls.create_job(manifest, cjob["metadata"]["uid"])
         except ForeignObject as e:
             if e.transient:
                 raise RetryLater(str(e)) from e  # the garbage collector removes it: then the create succeeds
@@ -216,7 +220,7 @@ class JobActions:
     async def record(self, key: Key, cjob: dict[str, Any], status: dict[str, Any], event: Event | None) -> None:
         """Writes the status (conditional on the version it was decided from) and posts its Event."""
         namespace, name = key
-        updated = await asyncio.to_thread(self.api.patch_status, namespace, name, rv(cjob), status)
+        updated = await self.calls.patch_status(namespace, name, rv(cjob), status)
         # The patch's answer is newer than the cache: keep it, so the next decision starts from it.
         self.store_answer(key, cjob, updated)
         metrics.status_written(cjob, updated)

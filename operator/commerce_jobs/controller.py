@@ -1,11 +1,11 @@
-"""The CommerceJob controller, in the order in which data flows through it: a cache fed by kopf's watch streams
-(cache.py), queue admission (admission.py), a work queue of keys, workers that decide (``lifecycle.decide`` and
-``dependencies.decide``, pure) and act (actions.py: every API call, run in threads), and the retention loop
-(retention_loop.py).
+"""The CommerceJob controller, in the order in which data flows through it: a cache fed by its own watch streams
+(controller_streams.py, cache.py), queue admission (admission.py), a work queue of keys, workers that decide
+(``lifecycle.decide`` and ``dependencies.decide``, pure) and act (actions.py: every API call; the three of each job
+on the event loop, jobcalls.py, the rest in threads), and the retention loop (retention_loop.py).
 
 All cache reads and queue admissions happen on the event loop's thread, so two workers can never admit the same
-free queue slot twice; only the API calls leave it. What a worker learns from an API call goes into the cache only
-if the cache has not moved on meanwhile: a CommerceJob deleted during the call is not brought back.
+free queue slot twice; only the threaded API calls leave it. What a worker learns from an API call goes into the
+cache only if the cache has not moved on meanwhile: a CommerceJob deleted during the call is not brought back.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from commerce_jobs.dependencies import DependencyIndex
 from commerce_jobs.events import EventRecorder
 from commerce_jobs.fields import spec_of, state_of, status_of
 from commerce_jobs.jobbuild import job_name
+from commerce_jobs.jobcalls import JobCalls
 from commerce_jobs.kubeapi import KubeApi
 from commerce_jobs.podstart import pod_problem
 from commerce_jobs.retention_loop import RetentionLoop
@@ -48,6 +49,7 @@ class CommerceJobController:
     def __init__(
         self,
         api: KubeApi,
+        calls: JobCalls,
         config: OperatorConfig,
         workers: int = 16,
         cron_of_job: Callable[[dict[str, Any]], dict[str, Any] | None] = lambda job: None,
@@ -56,6 +58,7 @@ class CommerceJobController:
         """``cron_of_job`` finds the CommerceCronJob of a CronJob's Job, ``run_changed`` hears of each event of a
         scheduled run (the cron controller's: cron_controller.controllers wires the two)."""
         self.api = api
+        self.calls = calls
         self.config = config
         self.workers = workers
         self.cache = JobCache()
@@ -63,12 +66,13 @@ class CommerceJobController:
         # spec.dependsOn both ways: a job that changes state wakes exactly the jobs that wait for it, never a scan.
         self.dependencies = DependencyIndex()
         self.queue: WorkQueue[Key] = WorkQueue()
-        self.events = EventRecorder(api.post_event)
+        self.events = EventRecorder(calls.post_event)
         self.run_changed = run_changed
         self.retention = RetentionLoop(api, config, self.cache)
         self.actions = JobActions(
-            api, config, self.cache, self.queue, self.events, self._store_answer, self.retention.job_ended, cron_of_job
-        )
+            api, calls, config, self.cache, self.queue, self.events,
+            self._store_answer, self.retention.job_ended, cron_of_job,
+        )  # fmt: skip
         # The read API of the cache (the console, the cron controller, the metrics).
         self.view = CachedJobs(self.cache, self.dependencies.waiting_for)
         self._tasks: list[asyncio.Task[None]] = []
@@ -235,6 +239,7 @@ class CommerceJobController:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.events.stop()
+        await self.calls.close()
 
     # -- one reconcile --------------------------------------------------------------------------------------------
     async def reconcile(self, key: Key) -> None:

@@ -19,6 +19,7 @@ from commerce_jobs.controller import CommerceJobController
 from commerce_jobs.cronbuild import cronjob_manifest, cronjob_name
 from commerce_jobs.fields import spec_of, status_of
 from commerce_jobs.jobbuild import CommandNotAllowed, InvalidSpec
+from commerce_jobs.jobcalls import JobCalls
 from commerce_jobs.kubeapi import KubeApi, api_message
 from commerce_jobs.workqueue import WorkQueue, serve
 
@@ -150,7 +151,7 @@ class CronController:
 
 
 def controllers(
-    api: KubeApi, config: OperatorConfig, workers: int = 16
+    api: KubeApi, calls: JobCalls, config: OperatorConfig, workers: int = 16
 ) -> tuple[CommerceJobController, CronController]:
     """The two controllers, each given what it needs of the other through its constructor: the CommerceJob
     controller finds a scheduled Job's CommerceCronJob and tells of its runs' changes; the cron controller reads
@@ -163,6 +164,6 @@ def controllers(
     def run_changed(namespace: str, cron: str) -> None:
         crons.run_changed(namespace, cron)
 
-    jobs = CommerceJobController(api, config, workers, cron_of_job, run_changed)
+    jobs = CommerceJobController(api, calls, config, workers, cron_of_job, run_changed)
     crons = CronController(api, config, jobs.view)
     return jobs, crons

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,10 @@ class PendingEvent:
 
 class EventRecorder:
     def __init__(
-        self, post: Callable[[dict[str, Any], str, str, str, str], None], senders: int = 2, max_pending: int = 1000
+        self,
+        post: Callable[[dict[str, Any], str, str, str, str], Awaitable[None]],
+        senders: int = 2,
+        max_pending: int = 1000,
     ) -> None:
         self._post = post
         self._senders = senders
@@ -97,9 +100,7 @@ class EventRecorder:
         while True:
             event = await self._queue.get()
             try:
-                await asyncio.to_thread(
-                    self._post, event.obj, event.kind, event.reason, event.message, event.event_type
-                )
+                await self._post(event.obj, event.kind, event.reason, event.message, event.event_type)
             except Exception:  # one Event that cannot be posted must not stop the others
                 log.exception("events: posting %s failed", event.reason)
             finally:

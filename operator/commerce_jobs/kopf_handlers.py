@@ -22,6 +22,7 @@ from commerce_jobs import metrics
 from commerce_jobs.api_names import COMMERCECRONJOBS, GROUP, MANAGED_BY, VERSION
 from commerce_jobs.controller_streams import MANAGED, ControllerStreams
 from commerce_jobs.cron_controller import controllers
+from commerce_jobs.jobcalls import JobCalls
 from commerce_jobs.kubeapi import KubeApi
 from commerce_jobs.kubeclient import WORKERS, api_client
 from commerce_jobs.leader import LeaderElection, LeaderSettings
@@ -71,8 +72,9 @@ async def login(logger: kopf.Logger, settings: kopf.OperatorSettings, memo: kopf
 
 
 def _connect(settings: kopf.OperatorSettings) -> Connect:
-    """The controller's own streams log in as kopf does, afresh for each session (a rotated token is read again);
-    they tell WatchHealth themselves (a stream is listed only once its whole LIST is read), so no trace of it."""
+    """The controller's own streams and its calls (jobcalls.py) log in as kopf does, afresh for each session (a
+    rotated token is read again); the streams tell WatchHealth themselves (a stream is listed only once its whole
+    LIST is read), so no trace of it."""
 
     async def connect() -> tuple[aiohttp.ClientSession, str]:
         info = await asyncio.to_thread(kopf.login_via_client, logger=log, settings=settings)
@@ -129,7 +131,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         concurrent.futures.ThreadPoolExecutor(WORKERS + 4, thread_name_prefix="kubeapi")
     )
     api = KubeApi(api_client())
-    controller, crons = controllers(api, memo.config, workers=WORKERS)
+    controller, crons = controllers(api, JobCalls(_connect(settings)), memo.config, workers=WORKERS)
     if memo.get("console_settings") is not None:
         from commerce_jobs.console.app import Console  # aiohttp's web server only when the console is on
 

@@ -1,12 +1,12 @@
 """The operator's calls to the apiserver, each idempotent: a create that finds its object tolerates 409, a delete
-that finds nothing tolerates 404. Blocking (the official client); the controller runs them in threads."""
+that finds nothing tolerates 404. Blocking (the official client); the controller runs them in threads. The three that
+every job makes are on the event loop instead (jobcalls.py)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
@@ -55,6 +55,20 @@ def conflict_resolves(existing: dict[str, Any], owner_name: str) -> bool:
     return any(r.get("kind") == COMMERCEJOB and r.get("name") == owner_name for r in meta.get("ownerReferences") or [])
 
 
+def foreign_job(existing: dict[str, Any], manifest: dict[str, Any], owner_uid: str) -> ForeignObject | None:
+    """Why an attempt's Job cannot be created, when a Job of its name exists already (409): None if that Job is
+    the same owner's (created before a crash: nothing to do)."""
+    owners = {ref.get("uid") for ref in existing["metadata"].get("ownerReferences") or []}
+    if owner_uid in owners:
+        return None
+    name = manifest["metadata"]["name"]
+    owner_name = next(r["name"] for r in manifest["metadata"]["ownerReferences"] if r["uid"] == owner_uid)
+    if conflict_resolves(existing, owner_name):
+        return ForeignObject(f"Job {name} of an earlier CommerceJob of this name is in the way", transient=True)
+    return ForeignObject(f"Job {name} exists and belongs to someone else: the job cannot run under this name until "
+                         "that Job is deleted")  # fmt: skip
+
+
 def api_message(error: ApiException) -> str:
     """The apiserver's message of a refused request (its Status), or the HTTP reason."""
     try:
@@ -81,11 +95,6 @@ def json_object(answer: object) -> dict[str, Any]:
     if not isinstance(answer, dict):
         raise TypeError(f"the apiserver answered {type(answer).__name__}, not a JSON object")
     return answer
-
-
-def _discard(response: Any) -> None:
-    """Reads an unparsed answer's body, so that its connection goes back to the pool."""
-    response.data  # noqa: B018
 
 
 def pod_outcome(pod: dict[str, Any]) -> PodOutcome:
@@ -115,31 +124,6 @@ class KubeApi:
         self.custom = client.CustomObjectsApi(api)
 
     # -- batch Jobs ----------------------------------------------------------------------------------------------
-    def create_job(self, manifest: dict[str, Any], owner_uid: str) -> None:
-        namespace = manifest["metadata"]["namespace"]
-        job: Any = manifest  # the client takes a plain dict where its annotations name V1Job
-        try:
-            # The answer is not needed: unparsed, it costs no CPU (the client's models are slow to build).
-            _discard(self.batch.create_namespaced_job(namespace, job, field_manager=FIELD_MANAGER,
-                                                      _preload_content=False))  # fmt: skip
-        except ApiException as e:
-            if e.status != 409:
-                raise
-            response: Any = self.batch.read_namespaced_job(  # unparsed: an HTTP response
-                manifest["metadata"]["name"], namespace, _preload_content=False
-            )
-            existing = json.loads(response.data)
-            owners = {ref.get("uid") for ref in existing["metadata"].get("ownerReferences") or []}
-            if owner_uid not in owners:
-                owner_name = next(r["name"] for r in manifest["metadata"]["ownerReferences"] if r["uid"] == owner_uid)
-                transient = conflict_resolves(existing, owner_name)
-                if transient:
-                    message = f"Job {manifest['metadata']['name']} of an earlier CommerceJob of this name is in the way"
-                else:
-                    message = (f"Job {manifest['metadata']['name']} exists and belongs to someone else: the job cannot "
-                               "run under this name until that Job is deleted")  # fmt: skip
-                raise ForeignObject(message, transient) from e
-
     def job_exists(self, namespace: str, name: str) -> bool:
         try:
             self.batch.read_namespaced_job(name, namespace)
@@ -190,11 +174,6 @@ class KubeApi:
         return None if pod is None else pod_outcome(pod)
 
     # -- CommerceJobs ------------------------------------------------------------------------------------------------
-    def patch_status(self, namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> dict[str, Any]:
-        """A merge patch of the status, conditional on the resourceVersion that the decision was made from."""
-        body = {"metadata": {"resourceVersion": resource_version}, "status": status}
-        return self._conditional_patch(self.custom.patch_namespaced_custom_object_status, namespace, name, body)
-
     def _conditional_patch(self, patch: Any, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
             result = json_object(
@@ -310,33 +289,3 @@ class KubeApi:
                 GROUP, VERSION, namespace, COMMERCECRONJOBS, name, {"status": status}, field_manager=FIELD_MANAGER
             )
         )
-
-    # -- Events ------------------------------------------------------------------------------------------------------
-    def post_event(self, obj: dict[str, Any], kind: str, reason: str, message: str, event_type: str = "Normal") -> None:
-        """Best effort: an Event that cannot be posted is logged, never retried."""
-        meta = obj["metadata"]
-        now = datetime.now(UTC)
-        event = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(generate_name=f"{meta['name'][:200]}.", namespace=meta["namespace"]),
-            involved_object=client.V1ObjectReference(
-                api_version=API_VERSION,
-                kind=kind,
-                name=meta["name"],
-                namespace=meta["namespace"],
-                uid=meta["uid"],
-                resource_version=meta.get("resourceVersion"),
-            ),
-            reason=reason,
-            message=message[:1024],
-            type=event_type,
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
-            source=client.V1EventSource(component=FIELD_MANAGER),
-            reporting_component=f"{GROUP}/operator",
-            reporting_instance=FIELD_MANAGER,
-        )
-        try:
-            _discard(self.core.create_namespaced_event(meta["namespace"], event, _preload_content=False))
-        except ApiException as e:
-            log.warning("could not post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], e.reason)

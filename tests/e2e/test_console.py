@@ -386,10 +386,14 @@ def test_without_authentication_the_console_is_read_only_for_everyone(
     from commerce_jobs.config import OperatorConfig
     from commerce_jobs.console.app import Console, ConsoleSettings
     from commerce_jobs.controller import CommerceJobController
+    from commerce_jobs.jobcalls import JobCalls
     from commerce_jobs.kubeapi import KubeApi
 
+    async def no_apiserver() -> Any:
+        raise AssertionError("a controller without workers makes no call")
+
     async def scenario() -> None:
-        controller = CommerceJobController(KubeApi(cluster.api), OperatorConfig())
+        controller = CommerceJobController(KubeApi(cluster.api), JobCalls(no_apiserver), OperatorConfig())
         controller.observe_commercejob("ADDED", {
             "metadata": {"name": "hello", "namespace": namespace, "uid": "u", "resourceVersion": "1",
                          "creationTimestamp": "2026-01-01T00:00:00Z"},

@@ -5,16 +5,15 @@ missed), and credentials refused (401: a new session). ConfigMaps stand in for a
 from __future__ import annotations
 
 import asyncio
-import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 from kubernetes import client
 
 from commerce_jobs.watchhealth import WatchHealth
 from commerce_jobs.watchstream import Resource, WatchStream
 from tests.conftest import Cluster
+from tests.e2e.sessions import connector
 
 CONFIGMAPS = Resource("", "v1", "configmaps", "ConfigMap")
 
@@ -35,24 +34,6 @@ class Told(list[tuple[str | None, str, str]]):
             while not condition():
                 self.changed.clear()
                 await self.changed.wait()
-
-
-def connector(cluster: Cluster, token: str | None = None) -> Callable[[], Awaitable[tuple[aiohttp.ClientSession, str]]]:
-    """Sessions with the test's admin credentials (a bearer token), or for the first one a token that the
-    apiserver refuses, when ``token`` is given."""
-    settings = cluster.api.configuration
-    calls: list[str | None] = []
-
-    async def connect() -> tuple[aiohttp.ClientSession, str]:
-        context = ssl.create_default_context(cafile=settings.ssl_ca_cert)
-        bad = token if not calls else None
-        calls.append(bad)
-        authorization = f"Bearer {bad}" if bad else settings.api_key["BearerToken"]
-        headers = {"Authorization": authorization}
-        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context), headers=headers), settings.host
-
-    connect.calls = calls  # type: ignore[attr-defined]
-    return connect
 
 
 def stream_of(

@@ -1,5 +1,4 @@
 import asyncio
-import threading
 from typing import Any
 
 from commerce_jobs.events import EventRecorder
@@ -11,7 +10,10 @@ def test_every_recorded_event_is_posted_by_the_time_the_recorder_stops() -> None
     posted: list[str] = []
 
     async def scenario() -> None:
-        recorder = EventRecorder(lambda obj, kind, reason, message, event_type: posted.append(reason))
+        async def post(obj: dict[str, Any], kind: str, reason: str, message: str, event_type: str) -> None:
+            posted.append(reason)
+
+        recorder = EventRecorder(post)
         recorder.start()
         for reason in ("Started", "Finished", "DependentsCreated"):
             recorder.record(JOB, "CommerceJob", reason, "")
@@ -22,14 +24,15 @@ def test_every_recorded_event_is_posted_by_the_time_the_recorder_stops() -> None
 
 
 def test_recording_never_waits_for_the_apiserver_and_drops_past_its_bound() -> None:
-    release = threading.Event()
     posted: list[str] = []
 
-    def slow_post(obj: dict[str, Any], kind: str, reason: str, message: str, event_type: str) -> None:
-        release.wait(10)
-        posted.append(reason)
-
     async def scenario() -> int:
+        release = asyncio.Event()
+
+        async def slow_post(obj: dict[str, Any], kind: str, reason: str, message: str, event_type: str) -> None:
+            await release.wait()
+            posted.append(reason)
+
         recorder = EventRecorder(slow_post, senders=1, max_pending=2)
         recorder.start()
         for i in range(5):
@@ -47,7 +50,7 @@ def test_recording_never_waits_for_the_apiserver_and_drops_past_its_bound() -> N
 def test_an_event_that_cannot_be_posted_does_not_stop_the_others() -> None:
     posted: list[str] = []
 
-    def post(obj: dict[str, Any], kind: str, reason: str, message: str, event_type: str) -> None:
+    async def post(obj: dict[str, Any], kind: str, reason: str, message: str, event_type: str) -> None:
         if reason == "Broken":
             raise RuntimeError("apiserver said no")
         posted.append(reason)
@@ -65,14 +68,15 @@ def test_an_event_that_cannot_be_posted_does_not_stop_the_others() -> None:
 
 def test_a_held_event_is_replaced_by_a_later_event_of_the_same_object_and_posted_otherwise() -> None:
     posted: list[tuple[str, str]] = []
-    released = threading.Event()
-
-    def post(obj: dict[str, Any], kind: str, reason: str, message: str, event_type: str) -> None:
-        posted.append((obj["metadata"]["name"], reason))
-        if obj["metadata"]["name"] == "long":
-            released.set()
 
     async def scenario() -> None:
+        released = asyncio.Event()
+
+        async def post(obj: dict[str, Any], kind: str, reason: str, message: str, event_type: str) -> None:
+            posted.append((obj["metadata"]["name"], reason))
+            if obj["metadata"]["name"] == "long":
+                released.set()
+
         recorder = EventRecorder(post)
         recorder.start()
         short, long = (_job(name) for name in ("short", "long"))
@@ -80,7 +84,7 @@ def test_a_held_event_is_replaced_by_a_later_event_of_the_same_object_and_posted
         recorder.record(long, "CommerceJob", "Started", "attempt 1", hold=0.05)
         recorder.record(short, "CommerceJob", "Finished", "exit code 0")  # within its Started's hold
         assert recorder.pending == 2
-        assert await asyncio.to_thread(released.wait, 10)  # the long one's hold ran out: posted alone
+        await asyncio.wait_for(released.wait(), 10)  # the long one's hold ran out: posted alone
         recorder.record(_job("later"), "CommerceJob", "Started", "attempt 1", hold=60)
         await recorder.stop()  # what is still held is posted, not lost
 

@@ -23,6 +23,7 @@ from commerce_jobs import lifecycle, metrics, metrics_cache
 from commerce_jobs.config import OperatorConfig
 from commerce_jobs.controller import CommerceJobController
 from commerce_jobs.cron_controller import CronController, controllers
+from commerce_jobs.jobcalls import JobCalls
 from commerce_jobs.kubeapi import KubeApi
 from commerce_jobs.metrics import Metrics
 from commerce_jobs.metrics_labels import LabelVocabulary, api_route, error_reason
@@ -79,6 +80,10 @@ def value(samples: list[Any], sample: str | None = None, **labels: str) -> float
     return float(found[0])
 
 
+async def no_apiserver() -> Any:
+    raise AssertionError("these tests make no API call")
+
+
 @pytest.fixture
 def attached(
     monkeypatch: pytest.MonkeyPatch,
@@ -87,7 +92,7 @@ def attached(
     # run reaches these tests half an hour later).
     monkeypatch.setattr(metrics_cache, "_now", lambda: NOW)
     api = KubeApi(client.ApiClient(client.Configuration()))
-    controller, crons = controllers(api, CONFIG)
+    controller, crons = controllers(api, JobCalls(no_apiserver), CONFIG)
     health = WatchHealth(grace=30)
     m = Metrics(CONFIG)
     m.attach(controller, crons, health)
