@@ -10,7 +10,8 @@ Phases (--phases selects them; each one's results are written as soon as it ends
               only), chained (N pairs: a plain client creates each second Job when the first one's completion
               reaches its watch: the floor of "after success") and operator (N CommerceJobs with one dependent
               each); ratios with the spread of the rounds (the noise), CPU seconds per Job of the operator and of
-              kube-controller-manager (/proc/PID/stat), API requests per job (audit log)
+              kube-controller-manager (/proc/PID/stat), and of every process of the machine's control plane (the
+              floor), API requests per job (audit log); each round starts in an empty namespace (settle)
   steady      CommerceJobs at a steady rate: latency from creation to the Job, and from a Job's completion to its
               dependent
   present     N finished jobs present: restart to live and to Ready (and a plain LIST of them: the floor), new
@@ -60,21 +61,33 @@ def run_size(bench: BenchCluster, n: int, rounds: int) -> dict[str, Any]:
     Job of the operator and of kube-controller-manager come from /proc/PID/stat around each round."""
     seconds: dict[str, list[float]] = {"native": [], "chained": [], "operator": []}
     cpu: dict[str, list[float]] = {"controller_manager_native": [], "controller_manager_operator": [], "operator": []}
+    processes: dict[str, list[dict[str, float]]] = {k: [] for k in seconds}  # CPU seconds per job, by process
+    busy: dict[str, list[float]] = {k: [] for k in seconds}  # cores busy on average during the round
     latencies: dict[str, float] = {}
     requests: Counter[str] = Counter()
     kinds = list(seconds)
+    settling: list[float] = []
     for r in range(rounds):
         for kind in kinds[r % 3 :] + kinds[: r % 3]:
+            settling.append(bench.settle())  # each round from an empty namespace: no earlier round's deletions
             kcm, own = bench.controller_manager_cpu_seconds(), bench.operator_cpu_seconds()
+            before, started = bench.process_cpu_seconds(), time.monotonic()
+            audit_before = bench.audit_position() if kind == "operator" else 0
             if kind == "native":
                 seconds[kind].append(bench.run_native_jobs(2 * n, prefix=f"native-{n}-{r}"))
-                cpu["controller_manager_native"].append((bench.controller_manager_cpu_seconds() - kcm) / (2 * n))
             elif kind == "chained":
                 seconds[kind].append(bench.run_chained(n, prefix=f"chained-{n}-{r}"))
             else:
-                audit_before = bench.audit_position()
                 elapsed, latencies = bench.run_commercejobs(n, prefix=f"cj-{n}-{r}")
                 seconds[kind].append(elapsed)
+            # Read before the audit log is (the bench's own reading of it is no cost of the round).
+            after, wall = bench.process_cpu_seconds(), time.monotonic() - started
+            used = {name: after[name] - before.get(name, 0.0) for name in after}
+            processes[kind].append({name: x / (2 * n) for name, x in used.items()})
+            busy[kind].append(sum(used.values()) / wall)
+            if kind == "native":
+                cpu["controller_manager_native"].append((bench.controller_manager_cpu_seconds() - kcm) / (2 * n))
+            elif kind == "operator":
                 cpu["controller_manager_operator"].append((bench.controller_manager_cpu_seconds() - kcm) / (2 * n))
                 cpu["operator"].append((bench.operator_cpu_seconds() - own) / (2 * n))
                 requests += bench.operator_requests(since=audit_before)
@@ -85,6 +98,7 @@ def run_size(bench: BenchCluster, n: int, rounds: int) -> dict[str, Any]:
     ratios_chained = [o / c for o, c in zip(operator, chained, strict=True)]
     chained_native = [c / b for c, b in zip(chained, native, strict=True)]
     cpu_ratio = statistics.median(cpu["operator"]) / (statistics.median(cpu["controller_manager_native"]) or 1e-9)
+    machine = {kind: _total(rounds_of_kind) for kind, rounds_of_kind in processes.items()}
     return {
         "size": n,
         "rounds": rounds,
@@ -104,11 +118,28 @@ def run_size(bench: BenchCluster, n: int, rounds: int) -> dict[str, Any]:
         "cpu_seconds_per_job": {k: [round(x, 4) for x in v] for k, v in cpu.items()},
         "cpu_ratio_operator_controller_manager": round(cpu_ratio, 2),
         "cpu_controller_manager_native_spread": _spread(cpu["controller_manager_native"]),
+        "machine_cpu_seconds_per_job": {k: _median_by_process(v) for k, v in processes.items()},
+        "machine_cpu_ratio_operator_native": round(machine["operator"] / (machine["native"] or 1e-9), 2),
+        "machine_cpu_ratio_operator_chained": round(machine["operator"] / (machine["chained"] or 1e-9), 2),
+        "cores_busy": {k: round(statistics.median(v), 2) for k, v in busy.items()},
         "creation_to_job_ms": latencies,
         "requests_per_job": {k: round(v / commands, 2) for k, v in sorted(requests.items())},
         "writes_per_job": round(sum(writes.values()) / commands, 2),
         "operator_rss_mib": bench.operator_rss_mib(),
+        "settle_seconds": [round(x, 1) for x in settling],
     }
+
+
+def _median_by_process(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """Each process's median CPU seconds per job over the rounds, and their sum ("total")."""
+    names = sorted({name for r in rounds for name in r})
+    medians = {name: statistics.median(r.get(name, 0.0) for r in rounds) for name in names}
+    return {**{name: round(x, 4) for name, x in medians.items()}, "total": round(sum(medians.values()), 4)}
+
+
+def _total(rounds: list[dict[str, float]]) -> float:
+    """The median over the rounds of the whole machine's CPU seconds per job."""
+    return statistics.median(sum(r.values()) for r in rounds)
 
 
 def _spread(values: list[float]) -> float:
@@ -230,6 +261,14 @@ def table(results: dict[str, Any]) -> str:
             f"{statistics.median(cpu['operator']):.4f} vs {statistics.median(cpu['controller_manager_native']):.4f} "
             f"({r['cpu_ratio_operator_controller_manager']}) | {r['writes_per_job']} | {r['operator_rss_mib']} | "
             f"{lat.get('p50')}/{lat.get('p99')}"
+        )
+        machine, busy = r["machine_cpu_seconds_per_job"], r["cores_busy"]
+        lines.append(
+            f"{r['size']}: the whole machine's CPU s/job native {machine['native']['total']}, chained "
+            f"{machine['chained']['total']}, operator {machine['operator']['total']} (ratio "
+            f"{r['machine_cpu_ratio_operator_native']} / {r['machine_cpu_ratio_operator_chained']}); cores busy "
+            f"{busy['native']} / {busy['chained']} / {busy['operator']}; kube-apiserver s/job "
+            f"{machine['native'].get('kube-apiserver')} native, {machine['operator'].get('kube-apiserver')} operator"
         )
     steady = results.get("steady")
     if steady:
@@ -379,9 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     ):
         for phase in phases:
             if phase in profiled:
-                results.phase(phase, functools.partial(_profiled, phase, run[phase], bench, results, Path(tmp)))
+                measure = functools.partial(_profiled, phase, run[phase], bench, results, Path(tmp))
             else:
-                results.phase(phase, functools.partial(run[phase], bench))
+                measure = functools.partial(run[phase], bench)
+            results.phase(phase, functools.partial(_settled, bench, results, phase, measure))
     results.data["machine"]["load_average_at_end"] = list(os.getloadavg())
     results.write()
     print(table(results.data))
@@ -394,6 +434,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"failed phases: {', '.join(results.failed)} (their tracebacks are in the results)", file=sys.stderr)
         return 1
     return 0
+
+
+def _settled(bench: BenchCluster, results: Results, phase: str, measure: Callable[[], Any]) -> Any:
+    """A phase, once the earlier phases' objects are gone (see BenchCluster.settle)."""
+    results.data.setdefault("settle_seconds", {})[phase] = round(bench.settle(), 1)
+    return measure()
 
 
 def _profiled(phase: str, run: Callable[[BenchCluster], Any], bench: BenchCluster, results: Results, tmp: Path) -> Any:

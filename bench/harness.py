@@ -255,6 +255,36 @@ class BenchCluster:
         self.wait_deleted(prefix)
         return deleted
 
+    def settle(self, timeout: float = 1800) -> float:
+        """Deletes every CommerceJob and plain Job of earlier rounds and waits until the garbage collector has removed
+        every Job and pod: the next round then starts from an empty namespace, not beside thousands of deletions
+        (which slowed each later round, and made a phase after `sizes` time the collector's work). Seconds taken."""
+        start = time.monotonic()
+        self.clear_commercejobs()
+        core = client.CoreV1Api(self.api)
+        with ThreadPoolExecutor(8) as pool:
+            # Deleted in the background, a Job goes at once (its pods after it): each first page is a new one.
+            while time.monotonic() - start < timeout:
+                page = retrying(self.batch.list_namespaced_job, NAMESPACE, limit=PAGE).items
+                names = [j.metadata.name for j in page if not j.metadata.deletion_timestamp]
+                if not names:
+                    break
+                list(pool.map(self._delete_job, names))
+        while time.monotonic() - start < timeout:
+            jobs = retrying(self.batch.list_namespaced_job, NAMESPACE, limit=1).items
+            pods = retrying(core.list_namespaced_pod, NAMESPACE, limit=1).items
+            if not jobs and not pods:
+                return time.monotonic() - start
+            time.sleep(1)  # a benchmark's coarse poll of the garbage collector's bulk work
+        raise TimeoutError("Jobs or pods of earlier rounds still exist")
+
+    def _delete_job(self, name: str) -> None:
+        try:
+            retrying(self.batch.delete_namespaced_job, name, NAMESPACE, propagation_policy="Background")
+        except client.ApiException as e:
+            if e.status != 404:
+                raise
+
     def _deletable(self, prefix: str) -> Iterator[dict[str, Any]]:
         for o in self.commercejobs():
             if o["metadata"]["name"].startswith(prefix) and not o["metadata"].get("deletionTimestamp"):
@@ -498,6 +528,17 @@ class BenchCluster:
         """The same for kube-controller-manager (its Job controller does for a Job what the operator does for a
         CommerceJob: a watch event, a decision, a create)."""
         return cpu_seconds(int(self.cluster.status()["processes"]["kube-controller-manager"]["pid"]))
+
+    def process_cpu_seconds(self) -> dict[str, float]:
+        """CPU time so far of every process that a round makes busy: the control plane's (etcd, kube-apiserver, the
+        controller manager, the scheduler, kwok), the operator's and the bench's own (its clients and watches).
+        Their sum per job, beside the native round's, is the whole machine's cost of a CommerceJob: on 2 cores that
+        are busy, the floor of the time ratio."""
+        pids = {name: int(p["pid"]) for name, p in self.cluster.status()["processes"].items()}
+        if self.operator is not None:
+            pids["operator"] = self.operator.pid
+        pids["bench"] = os.getpid()
+        return {name: cpu_seconds(pid) for name, pid in pids.items()}
 
     def operator_rss_mib(self) -> float:
         if self.operator is None:

@@ -1,5 +1,6 @@
 """What the controller's decisions make happen: every API call of the CommerceJob controller. The three that every job
-makes (its Job, its status, its Event) are sent on the event loop (jobcalls.py); the rarer ones run in threads.
+makes (its Job, its output, its status, its Event) are sent on the event loop (jobcalls.py); the rarer ones run in
+threads.
 
 The steps of one attempt, as a decision (``lifecycle.decide``, pure) says, in order: start (create the attempt's
 Job, or refuse a job that cannot run), collect (the ended attempt's exit code and output), create the dependents of a
@@ -28,7 +29,7 @@ from commerce_jobs.events import EventRecorder
 from commerce_jobs.fields import spec_of, status_of
 from commerce_jobs.jobbuild import InvalidSpec, job_manifest
 from commerce_jobs.jobcalls import JobCalls
-from commerce_jobs.kubeapi import ForeignObject, KubeApi, api_message
+from commerce_jobs.kubeapi import ForeignObject, KubeApi, api_message, attempt_result, settled
 from commerce_jobs.lifecycle import AttemptResult, Decision, JobView
 from commerce_jobs.workqueue import RetryLater, WorkQueue
 
@@ -170,10 +171,16 @@ class JobActions:
             # Its container never started: no output to read, and the exit code that its deleted pod may report
             # (137) is the kill's.
             return AttemptResult(None, "", False)
-        return await asyncio.to_thread(
-            self.api.attempt_result, namespace, attempt.name, self.config.output_max_bytes,
-            self.cache.pod_outcomes.get((namespace, attempt.name)),
-        )  # fmt: skip
+        known = self.cache.pod_outcomes.get((namespace, attempt.name))
+        outcome = known
+        if not settled(known):
+            outcome = await asyncio.to_thread(self.api.newest_pod_outcome, namespace, attempt.name)
+            if outcome is None and known is not None and known.exit_code is not None:
+                outcome = known  # its pod is gone since: what the watch saw of it is all there is
+        if outcome is None:
+            return attempt_result(None, None)
+        tail = await self.calls.log_tail(namespace, outcome.pod_name, self.config.output_max_bytes)
+        return attempt_result(outcome, tail)
 
     # -- create the dependents ------------------------------------------------------------------------------------
     async def _create_dependents(self, cjob: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """The CommerceJob controller, in the order in which data flows through it: a cache fed by its own watch streams
 (controller_streams.py, cache.py), queue admission (admission.py), a work queue of keys, workers that decide
-(``lifecycle.decide`` and ``dependencies.decide``, pure) and act (actions.py: every API call; the three of each job
+(``lifecycle.decide`` and ``dependencies.decide``, pure) and act (actions.py: every API call; those of each job
 on the event loop, jobcalls.py, the rest in threads), and the retention loop (retention_loop.py).
 
 All cache reads and queue admissions happen on the event loop's thread, so two workers can never admit the same

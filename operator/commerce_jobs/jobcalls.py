@@ -1,5 +1,5 @@
-"""The three calls that every CommerceJob makes (create its attempt's Job, write its status, post its Event), sent on
-the event loop through an aiohttp session instead of the kubernetes client in a thread.
+"""The calls that every CommerceJob makes (create its attempt's Job, read its output, write its status, post its
+Event), sent on the event loop through an aiohttp session instead of the kubernetes client in a thread.
 
 Through the kubernetes client they were 43 % of the operator's CPU in the steady benchmark: each call built the
 client's request models, went through urllib3, and was handed to a thread and back (the GIL twice). Here a call is a
@@ -14,7 +14,9 @@ unless the Job is someone else's (``ForeignObject``); a status write on a stale 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,13 +24,15 @@ import aiohttp
 import orjson
 from kubernetes.client.exceptions import ApiException
 
-from commerce_jobs.api_names import API_VERSION, COMMERCEJOBS, FIELD_MANAGER, GROUP, VERSION
+from commerce_jobs.api_names import API_VERSION, COMMERCEJOBS, CONTAINER, FIELD_MANAGER, GROUP, VERSION
 from commerce_jobs.kubeapi import Conflict, foreign_job
+from commerce_jobs.output import OutputTail, TailBuffer
 from commerce_jobs.watchstream import Connect
 
 log = logging.getLogger(__name__)
 
-TIMEOUT = aiohttp.ClientTimeout(total=60, connect=30)
+# No total: a long log is streamed for as long as it keeps coming.
+TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 # A kept-alive connection that the server closed meanwhile fails before anything was sent or read: sent again.
@@ -109,6 +113,21 @@ class JobCalls:
         except ApiException as e:
             log.warning("could not post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], e.reason)
 
+    async def log_tail(self, namespace: str, pod: str, max_bytes: int) -> OutputTail | None:
+        """The last ``max_bytes`` of the console container's log, streamed (never held whole); None when the
+        container never ran or the pod is gone."""
+        path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
+        try:
+            async with self._response("GET", path, params={"container": CONTAINER}) as response:
+                buffer = TailBuffer(max_bytes)
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    buffer.add(chunk)
+                return buffer.tail()
+        except ApiException as e:
+            if e.status in (400, 404):
+                return None
+            raise
+
     async def close(self) -> None:
         if self._session is not None:
             session, self._session = self._session, None
@@ -118,30 +137,46 @@ class JobCalls:
         self, method: str, path: str, body: Any = None, content_type: str = JSON, answer: bool = True
     ) -> dict[str, Any]:
         data = None if body is None else orjson.dumps(body)
-        headers = {"Accept": JSON, **({"Content-Type": content_type} if data is not None else {})}
         params = {"fieldManager": FIELD_MANAGER} if method in ("POST", "PATCH") else None
+        async with self._response(method, path, data, content_type, params) as response:
+            content = await response.read()
+        if not answer:
+            return {}
+        result = orjson.loads(content)
+        if not isinstance(result, dict):
+            raise TypeError(f"the apiserver answered {type(result).__name__}, not a JSON object")
+        return result
+
+    @contextlib.asynccontextmanager
+    async def _response(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None = None,
+        content_type: str = JSON,
+        params: dict[str, str] | None = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A successful response, its body not read yet; a refusal is raised as ``ApiException``."""
+        headers = {"Accept": JSON, **({"Content-Type": content_type} if data is not None else {})}
         for attempt in (1, 2):
             session, server = await self._current()
             try:
-                async with session.request(
+                response = await session.request(
                     method, server + path, data=data, headers=headers, params=params, timeout=TIMEOUT
-                ) as response:
-                    if response.status == 401 and attempt == 1:
-                        await self._forget(session)
-                        continue
-                    content = await response.read()
-                    if response.status >= 300:
-                        raise _refusal(response, content)
-                    if not answer:
-                        return {}
-                    result = orjson.loads(content)
-                    if not isinstance(result, dict):
-                        raise TypeError(f"the apiserver answered {type(result).__name__}, not a JSON object")
-                    return result
+                )
             except _CLOSED:
                 if attempt == 2:
                     raise
-        raise AssertionError("unreachable: the second attempt returns or raises")
+                continue
+            async with response:
+                if response.status == 401 and attempt == 1:
+                    await self._forget(session)
+                    continue
+                if response.status >= 300:
+                    raise _refusal(response, await response.read())
+                yield response
+                return
+        raise AssertionError("unreachable: the second attempt yields or raises")
 
     async def _current(self) -> tuple[aiohttp.ClientSession, str]:
         async with self._connecting:

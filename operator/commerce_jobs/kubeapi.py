@@ -1,5 +1,5 @@
 """The operator's calls to the apiserver, each idempotent: a create that finds its object tolerates 409, a delete
-that finds nothing tolerates 404. Blocking (the official client); the controller runs them in threads. The three that
+that finds nothing tolerates 404. Blocking (the official client); the controller runs them in threads. The calls that
 every job makes are on the event loop instead (jobcalls.py)."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from commerce_jobs.api_names import (
 from commerce_jobs.fields import status_of
 from commerce_jobs.jobpods import job_pods, newest_pod
 from commerce_jobs.lifecycle import DEADLINE_EXCEEDED, AttemptResult, PodOutcome
-from commerce_jobs.output import DEFAULT_MAX_BYTES, tail_of
+from commerce_jobs.output import OutputTail
 from commerce_jobs.workqueue import Requeue
 
 log = logging.getLogger(__name__)
@@ -113,8 +113,19 @@ def pod_outcome(pod: dict[str, Any]) -> PodOutcome:
                       deadline_exceeded)  # fmt: skip
 
 
-def _result(outcome: PodOutcome, output: str, truncated: bool) -> AttemptResult:
-    return AttemptResult(outcome.exit_code, output, truncated, outcome.pod_reason, outcome.deadline_exceeded)
+def settled(known: PodOutcome | None) -> bool:
+    """Whether what the pod watch reported of an attempt's pod is enough to judge it: its container's exit code and
+    the pod's end. A report from before the pod's end (its container had exited, the kubelet had not yet written the
+    pod's phase and reason, e.g. DeadlineExceeded) is not: then the pod is read, if it is still there."""
+    return known is not None and known.exit_code is not None and known.ended
+
+
+def attempt_result(outcome: PodOutcome | None, tail: OutputTail | None) -> AttemptResult:
+    """An ended attempt: its pod's outcome and its output's tail (None: the container never ran, or its pod went)."""
+    if outcome is None:
+        return AttemptResult(None, "", False, "its pod is gone")
+    text, truncated = (tail.text, tail.truncated) if tail is not None else ("", False)
+    return AttemptResult(outcome.exit_code, text, truncated, outcome.pod_reason, outcome.deadline_exceeded)
 
 
 class KubeApi:
@@ -142,34 +153,8 @@ class KubeApi:
                 raise
 
     # -- the finished attempt's pod --------------------------------------------------------------------------------
-    def attempt_result(
-        self, namespace: str, job_name: str, max_bytes: int = DEFAULT_MAX_BYTES, known: PodOutcome | None = None
-    ) -> AttemptResult:
-        """The exit code and the output tail of the newest pod of a Job; empty when no pod is left. ``known`` is the
-        outcome that the pod watch reported, if it did: then only the log is read. A report from before the pod's end
-        (its container had exited, the kubelet had not yet written the pod's phase and reason, e.g. DeadlineExceeded)
-        is not enough: then the pod is read, if it is still there."""
-        usable = known is not None and known.exit_code is not None and known.ended
-        outcome = known if usable else self._newest_pod(namespace, job_name)
-        if outcome is None and known is not None and known.exit_code is not None:
-            outcome = known  # its pod is gone since: what the watch saw of it is all there is
-        if outcome is None:
-            return AttemptResult(None, "", False, "its pod is gone")
-        try:
-            response: Any = self.core.read_namespaced_pod_log(  # unparsed: a stream
-                outcome.pod_name, namespace, container=CONTAINER, _preload_content=False
-            )
-        except ApiException as e:
-            if e.status in (400, 404):  # the container never ran, or the pod is gone
-                return _result(outcome, "", truncated=False)
-            raise
-        try:
-            tail = tail_of(response.stream(64 * 1024), max_bytes)
-        finally:
-            response.release_conn()
-        return _result(outcome, tail.text, tail.truncated)
-
-    def _newest_pod(self, namespace: str, job_name: str) -> PodOutcome | None:
+    def newest_pod_outcome(self, namespace: str, job_name: str) -> PodOutcome | None:
+        """What the newest pod of a Job says of its end; None when no pod is left."""
         pod = newest_pod(job_pods(self.core, namespace, job_name))
         return None if pod is None else pod_outcome(pod)
 

@@ -18,6 +18,35 @@ class OutputTail:
     total_bytes: int
 
 
+class TailBuffer:
+    """The last ``max_bytes`` of a stream that arrives in chunks, holding at most about twice that in memory."""
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._kept = bytearray()
+        self._total = 0
+
+    def add(self, chunk: bytes) -> None:
+        self._total += len(chunk)
+        self._kept += chunk
+        if len(self._kept) > 2 * self.max_bytes:
+            del self._kept[: len(self._kept) - self.max_bytes]
+
+    def tail(self) -> OutputTail:
+        """The tail as text: always valid, see ``tail_of``."""
+        max_bytes, total = self.max_bytes, self._total
+        kept = self._kept[-max_bytes:] if max_bytes else bytearray()
+        truncated = total > max_bytes
+        text = bytes(kept).decode("utf-8", errors="replace").translate(_CONTROLS)
+        encoded = text.encode()
+        if len(encoded) > max_bytes:  # replacement characters made it longer: keep whole characters of the end
+            text = encoded[-max_bytes:].decode("utf-8", errors="ignore")
+            truncated = True
+        if truncated:
+            text = TRUNCATION_MARK.format(kept=max_bytes, total=total) + text
+        return OutputTail(text=text, truncated=truncated, total_bytes=total)
+
+
 def tail_of(chunks: Iterable[bytes], max_bytes: int = DEFAULT_MAX_BYTES) -> OutputTail:
     """Keeps the last ``max_bytes`` of a stream of chunks, holding at most about twice that in memory.
 
@@ -27,21 +56,7 @@ def tail_of(chunks: Iterable[bytes], max_bytes: int = DEFAULT_MAX_BYTES) -> Outp
     `kubectl describe`). Its UTF-8 stays within ``max_bytes`` (plus the truncation mark) even though each
     replaced byte takes three.
     """
-    kept = bytearray()
-    total = 0
+    buffer = TailBuffer(max_bytes)
     for chunk in chunks:
-        total += len(chunk)
-        kept += chunk
-        if len(kept) > 2 * max_bytes:
-            del kept[: len(kept) - max_bytes]
-    truncated = total > max_bytes
-    if truncated:
-        del kept[: len(kept) - max_bytes]
-    text = bytes(kept).decode("utf-8", errors="replace").translate(_CONTROLS)
-    encoded = text.encode()
-    if len(encoded) > max_bytes:  # replacement characters made it longer: keep whole characters of the end
-        text = encoded[-max_bytes:].decode("utf-8", errors="ignore")
-        truncated = True
-    if truncated:
-        text = TRUNCATION_MARK.format(kept=max_bytes, total=total) + text
-    return OutputTail(text=text, truncated=truncated, total_bytes=total)
+        buffer.add(chunk)
+    return buffer.tail()

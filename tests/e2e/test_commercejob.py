@@ -151,7 +151,8 @@ def test_a_parent_follows_the_state_of_every_dependent_of_its_tree_with_one_writ
     # The parent's own writes: Running, then Finished with its tree; after that one write for each dependent that
     # ended (B with C, D, E; fewer when they end together), none for their starts (short jobs).
     after_final = [v for v in versions if v.get("state") == "Finished"]
-    assert after_final[0]["dependents"][0]["state"] == "Pending"
+    # The Finished write lists the dependents already (B may have started by then: its create came back first).
+    assert after_final[0]["dependents"][0]["state"] in ("Pending", "Running")
     assert len(after_final) - 1 <= 3, [v["dependents"] for v in after_final]
 
 

@@ -1,5 +1,5 @@
-"""The three calls that every job makes (jobcalls.py: its Job, its status, its Event), sent through aiohttp on the
-event loop, against the real apiserver: they keep the semantics that the controller relies on (a repeated create is
+"""The calls that every job makes (jobcalls.py: its Job, its output, its status, its Event), sent through aiohttp on
+the event loop, against the real apiserver: they keep the semantics that the controller relies on (a repeated create is
 a no-op, a namesake of someone else's is refused, a stale write is a Conflict, the apiserver's refusal names the
 field) and log in again when the credentials are refused.
 
@@ -152,6 +152,10 @@ def test_an_event_is_posted_about_the_job_with_its_message_bounded(
     assert (event.involved_object.kind, event.involved_object.name) == ("CommerceJob", "import")
     assert event.message == message[:1024]
     assert event.metadata.name.startswith("import.")
+
+
+def test_the_output_of_a_pod_that_is_gone_is_none_not_an_error(cluster: Cluster, namespace: str) -> None:
+    assert run(cluster, lambda calls: calls.log_tail(namespace, "import-1-abcde", 1024)) is None
 
 
 def test_refused_credentials_log_in_again(cluster: Cluster, core: client.CoreV1Api, namespace: str) -> None:
