@@ -409,6 +409,13 @@ class BenchCluster:
             return self.batch.list_namespaced_job(NAMESPACE, **kwargs)
         return self.batch.api_client.sanitize_for_serialization(self.batch.list_namespaced_job(NAMESPACE, **kwargs))
 
+    def _list_pods_raw(self, **kwargs: Any) -> Any:
+        core = client.CoreV1Api(self.api)
+        if kwargs.get("watch"):
+            kwargs["_preload_content"] = False
+            return core.list_namespaced_pod(NAMESPACE, **kwargs)
+        return self.api.sanitize_for_serialization(core.list_namespaced_pod(NAMESPACE, **kwargs))
+
     def run_commercejobs(self, n: int, prefix: str) -> tuple[float, dict[str, float]]:
         finished: set[str] = set()
         all_done = threading.Event()
@@ -449,8 +456,14 @@ class BenchCluster:
         }  # fmt: skip
         self.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "commercejobs", body)
 
-    def run_steady(self, rate: float, seconds: float, prefix: str = "steady") -> tuple[int, list[float], list[float]]:
+    def run_steady(
+        self, rate: float, seconds: float, prefix: str = "steady"
+    ) -> tuple[int, list[float], list[float], list[float]]:
+        """CommerceJobs (with one dependent each) created at ``rate`` for ``seconds``. Returns how many, and in ms:
+        creation -> its Job seen (the operator's reaction), Job complete -> dependent seen, and beside them the Job
+        controller's reaction to the same Jobs in the same minutes (Job seen -> its pod seen): the baseline."""
         created_at: dict[str, float] = {}
+        pod_seen: dict[str, float] = {}  # by the name of the pod's Job
         job_seen: dict[str, float] = {}
         job_done: dict[str, float] = {}
         dependent_seen: dict[str, float] = {}
@@ -470,7 +483,13 @@ class BenchCluster:
                 if len(dependent_seen) >= total:
                     complete.set()
 
+        def on_pod(kind: str, pod: dict[str, Any], when: float) -> None:
+            job = ((pod.get("metadata") or {}).get("labels") or {}).get("batch.kubernetes.io/job-name")
+            if job:
+                pod_seen.setdefault(job, when)
+
         job_recorder = Recorder(self._list_jobs_raw, on_job)
+        pod_recorder = Recorder(self._list_pods_raw, on_pod)
         cjob_recorder = Recorder(self._list("commercejobs"), on_cjob)
         start = time.monotonic()
         for i in range(total):
@@ -482,14 +501,18 @@ class BenchCluster:
             created_at[name] = time.monotonic()
         complete.wait(600)
         job_recorder.stop()
+        pod_recorder.stop()
         cjob_recorder.stop()
         to_job = [(job_seen[f"{k}-1"] - t) * 1000 for k, t in created_at.items() if f"{k}-1" in job_seen]
+        to_pod = [
+            (pod_seen[job] - t) * 1000 for job, t in job_seen.items() if job.startswith(prefix) and job in pod_seen
+        ]
         to_dependent = [
             (dependent_seen[f"{k}-index"] - job_done[f"{k}-1"]) * 1000
             for k in created_at
             if f"{k}-index" in dependent_seen and f"{k}-1" in job_done
         ]
-        return total, to_job, to_dependent
+        return total, to_job, to_dependent, to_pod
 
     def audit_position(self) -> int:
         log = self.cluster.audit_log
